@@ -1,0 +1,1 @@
+"""icg_rec.alignment."""
