@@ -84,13 +84,19 @@ def sample_size_two_proportions(
     return solve_nobs(proportion_effect_size(p_treatment, p_control), alpha, power, ratio)
 
 
+def minimum_effect_size(nobs1: float, alpha: float = 0.05, power: float = 0.8, ratio: float = 1.0) -> float:
+    """Smallest standardized effect a two-sided z-test detects with `nobs1` units in arm 1."""
+    return float(
+        optimize.brentq(lambda e: normal_power(e, nobs1, alpha, ratio) - power, 1e-12, 50.0, xtol=1e-14)
+    )
+
+
 def minimum_detectable_lift(
     p_control: float, nobs1: float, alpha: float = 0.05, power: float = 0.8, ratio: float = 1.0
 ) -> float:
     """Smallest relative CTR increase detectable with `nobs1` control units (arcsine scale inverted)."""
     _check_probability(p_control, "p_control")
-    h = optimize.brentq(lambda e: normal_power(e, nobs1, alpha, ratio) - power, 1e-12, 10.0, xtol=1e-14)
-    angle = math.asin(math.sqrt(p_control)) + h / 2
+    angle = math.asin(math.sqrt(p_control)) + minimum_effect_size(nobs1, alpha, power, ratio) / 2
     if angle >= math.pi / 2:
         raise IcgRecError(f"{nobs1} units cannot detect any lift from CTR {p_control} at power {power}")
     return math.sin(angle) ** 2 / p_control - 1
@@ -133,15 +139,13 @@ def sample_size_ratio_metric(
     return solve_nobs(effect_size, alpha, power, ratio)
 
 
-def duration_days(
-    units_per_arm: float, n_arms: int, daily_new_units: float, traffic_share: float = 1.0
-) -> int:
-    """Days until every arm holds `units_per_arm` units, given daily new eligible units and the share routed in."""
+def duration_days(total_units: float, daily_new_units: float, traffic_share: float = 1.0) -> int:
+    """Days until the experiment holds `total_units` units, given daily new eligible units and its traffic share."""
     if daily_new_units <= 0 or not 0 < traffic_share <= 1:
         raise IcgRecError(
             f"need daily_new_units > 0 and 0 < traffic_share <= 1; got {daily_new_units}, {traffic_share}"
         )
-    return math.ceil(units_per_arm * n_arms / (daily_new_units * traffic_share))
+    return math.ceil(total_units / (daily_new_units * traffic_share))
 
 
 def _check_probability(p: float, name: str) -> None:

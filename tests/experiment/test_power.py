@@ -72,7 +72,7 @@ def test_ratio_metric_sample_size_equals_statsmodels_with_the_delta_method_effec
 
 
 def test_duration_rounds_up():
-    assert duration_days(1000, 2, daily_new_units=300, traffic_share=0.5) == 14
+    assert duration_days(2000, daily_new_units=300, traffic_share=0.5) == 14
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def test_duration_rounds_up():
         (lambda: ratio_moments(np.ones(3), np.array([1.0, 0.0, 2.0])), "1 unit"),
         (lambda: ratio_moments(np.ones(3), np.ones(2)), "equal length"),
         (lambda: ratio_moments(np.array([1.0, np.nan]), np.ones(2)), "finite"),
-        (lambda: duration_days(10, 2, 0), "daily_new_units > 0"),
+        (lambda: duration_days(10, 0), "daily_new_units > 0"),
     ],
 )
 def test_bad_inputs_are_refused(call, message):

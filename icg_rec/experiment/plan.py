@@ -1,0 +1,219 @@
+"""`icg-rec ab plan`: the assignment table, per-arm cover manifests and the experiment spec.
+
+Sizing uses the pre-period log: per-user CTR is the primary metric (a ratio metric, delta-method
+variance, randomised by user), CUPED's variance reduction is estimated by splitting the pre-period in
+two halves by time (first half as covariate, second as metric), and the duration follows from how fast the
+pre-period accrued distinct users (users return, so daily actives would overstate the accrual).
+"""
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from icg_rec.errors import IcgRecError, SchemaError
+from icg_rec.experiment.assignment import Experiment, Layer, assign
+from icg_rec.experiment.power import (
+    RatioMoments,
+    duration_days,
+    minimum_effect_size,
+    ratio_moments,
+    sample_size_ratio_metric,
+    sample_size_two_proportions,
+)
+from icg_rec.experiment.variance import srm_check, variance_reduction
+from icg_rec.io import atomic_write, write_json
+
+
+@dataclass
+class ABPlanConfig:
+    """What the experiment tests and how it is sized."""
+
+    name: str = "icg-personalized-covers"  # experiment name, also the salt of the arm split
+    layer: str = "covers"  # layer (namespace) the experiment lives in
+    salt: str = "covers-v1"  # layer salt; change it to reshuffle every user
+    hash: str = "md5"  # "md5" or "fnv1a"
+    n_buckets: int = 1000  # bucket granularity of the layer
+    traffic_share: float = 1.0  # share of the layer's buckets given to this experiment
+    arms: dict[str, float] = field(
+        default_factory=lambda: {"control": 1 / 3, "generic": 1 / 3, "personalized": 1 / 3}
+    )  # arm -> weight; "control" shows the original covers
+    expected_lift: float = 0.05  # relative per-user CTR lift to size for (from the offline evidence)
+    alpha: float = 0.05  # two-sided significance level (per comparison with control)
+    power: float = 0.8  # target power
+    hypothesis: str = (
+        "Covers generated per user cohort and aligned with the personalized reward raise per-user CTR "
+        "over the original covers, and over generic generated covers."
+    )
+
+
+@dataclass
+class ABPlan:
+    """The sized experiment: what `plan_ab` computed, as written to spec.json."""
+
+    config: ABPlanConfig
+    baseline_ctr: float  # per-user CTR (ratio metric) in the pre-period
+    users: int  # users assigned
+    users_in_experiment: int  # users whose bucket lies in the experiment's range
+    new_users_per_day: float  # distinct users first seen per day, over the pre-period
+    cuped_variance_reduction: float  # corr(second half, first half)^2 of per-user CTR
+    sample_size_per_arm: int  # users per arm, CUPED-adjusted, ratio metric
+    sample_size_per_arm_without_cuped: int  # users per arm, ratio metric, no CUPED
+    impressions_per_arm_naive: int  # impressions per arm if impressions were independent (understates)
+    mde_at_available_users: float  # relative lift detectable with the users the experiment can have
+    duration_days: int  # days until the experiment's share of newly seen users fills every arm
+    srm_p_value: float  # sanity check of the assignment table against the planned split
+
+
+def plan_ab(pre_period: pl.DataFrame, config: ABPlanConfig) -> tuple[ABPlan, pl.DataFrame]:
+    """Assigns the pre-period's users to arms and sizes the experiment.
+
+    Args:
+        pre_period: interactions (user_id, item_id, label, timestamp) before the experiment.
+        config: the experiment.
+
+    Returns:
+        The plan and the assignment table (user_id, bucket, arm; arm null outside the experiment).
+    """
+    if missing := {"user_id", "label", "timestamp"} - set(pre_period.columns):
+        raise SchemaError(f"pre-period log is missing column(s) {sorted(missing)}")
+    if pre_period.height == 0:
+        raise SchemaError("pre-period log is empty: nothing to size the experiment from")
+    per_user = (
+        pre_period.group_by("user_id").agg(clicks=pl.col("label").sum(), impressions=pl.len()).sort("user_id")
+    )
+    moments = ratio_moments(per_user["clicks"].to_numpy(), per_user["impressions"].to_numpy())
+    rho2 = _cuped_reduction(pre_period)
+    adjusted = RatioMoments(moments.ratio, moments.unit_variance * (1 - rho2), moments.n_units)
+    control_ratio = _control_ratio(config)
+    n_cuped = sample_size_ratio_metric(
+        adjusted, config.expected_lift, config.alpha, config.power, control_ratio
+    )
+    n_plain = sample_size_ratio_metric(
+        moments, config.expected_lift, config.alpha, config.power, control_ratio
+    )
+    n_impr = sample_size_two_proportions(
+        moments.ratio, config.expected_lift, config.alpha, config.power, control_ratio
+    )
+
+    stop = round(config.traffic_share * config.n_buckets)
+    experiment = Experiment(
+        config.name,
+        Layer(config.layer, config.salt, config.n_buckets, config.hash),
+        0,
+        stop,
+        dict(config.arms),
+    )
+    table = assign(per_user["user_id"].to_list(), experiment)
+    inside = table.filter(pl.col("arm").is_not_null())
+    observed = {arm: int((inside["arm"] == arm).sum()) for arm in config.arms}
+    srm = srm_check(observed, config.arms)
+
+    span_days = max(1.0, (pre_period["timestamp"].max() - pre_period["timestamp"].min()) / 86_400)
+    new_users_per_day = per_user.height / span_days
+    users_per_control = min(observed.values())
+    plan = ABPlan(
+        config=config,
+        baseline_ctr=moments.ratio,
+        users=table.height,
+        users_in_experiment=inside.height,
+        new_users_per_day=new_users_per_day,
+        cuped_variance_reduction=rho2,
+        sample_size_per_arm=int(np.ceil(n_cuped)),
+        sample_size_per_arm_without_cuped=int(np.ceil(n_plain)),
+        impressions_per_arm_naive=int(np.ceil(n_impr)),
+        mde_at_available_users=_mde(adjusted, users_per_control, config, control_ratio),
+        # control holds arms["control"] of the experiment's users and needs n_cuped of them
+        duration_days=duration_days(
+            n_cuped / config.arms["control"], new_users_per_day, config.traffic_share
+        ),
+        srm_p_value=srm.p_value,
+    )
+    return plan, table
+
+
+def write_plan(
+    plan: ABPlan, table: pl.DataFrame, out_dir: str | Path, arm_covers: dict[str, pl.DataFrame]
+) -> Path:
+    """Writes assignment.parquet, covers_<arm>.parquet, spec.json and spec.md into `out_dir`.
+
+    Args:
+        plan: from `plan_ab`.
+        table: the assignment table from `plan_ab`.
+        out_dir: output folder.
+        arm_covers: per arm, the cover each (item_id, cohort_id) shows (columns item_id, cohort_id,
+            cover_key, path); every arm of the plan needs one.
+
+    Returns:
+        The output folder.
+    """
+    if missing := set(plan.config.arms) - set(arm_covers):
+        raise IcgRecError(f"no cover manifest for arm(s) {sorted(missing)}; every arm needs one")
+    out = Path(out_dir)
+    atomic_write(out / "assignment.parquet", lambda tmp: table.write_parquet(tmp))
+    for arm, covers in arm_covers.items():
+        atomic_write(out / f"covers_{arm}.parquet", lambda tmp, c=covers: c.write_parquet(tmp))
+    write_json(out / "spec.json", asdict(plan))
+    atomic_write(out / "spec.md", lambda tmp: tmp.write_text(render_spec(plan)))
+    return out
+
+
+def render_spec(plan: ABPlan) -> str:
+    """The experiment spec as Markdown, for the review that approves the launch."""
+    c = plan.config
+    arms = ", ".join(f"`{a}` {w:.0%}" for a, w in c.arms.items())
+    return f"""# Experiment spec: {c.name}
+
+**Hypothesis.** {c.hypothesis}
+
+| | |
+|---|---|
+| Unit of randomisation | user (salted {c.hash} of `"{c.salt}:<user_id>"`, layer `{c.layer}`, {c.n_buckets} buckets) |
+| Arms | {arms} |
+| Traffic | {c.traffic_share:.0%} of the layer |
+| Primary metric | per-user CTR (clicks / impressions, ratio metric, delta-method variance) |
+| Guardrails | impressions per user, sample-ratio mismatch (chi-square, p < 0.001 stops the readout) |
+| Variance reduction | CUPED on pre-period per-user CTR (expected variance reduction {plan.cuped_variance_reduction:.1%}) |
+| Baseline per-user CTR | {plan.baseline_ctr:.4f} |
+| Effect sized for | +{c.expected_lift:.1%} relative, alpha {c.alpha} two-sided, power {c.power} |
+| Users per arm (CUPED / without) | {plan.sample_size_per_arm:,} / {plan.sample_size_per_arm_without_cuped:,} |
+| Impressions per arm if independent (understates variance) | {plan.impressions_per_arm_naive:,} |
+| MDE with the {plan.users_in_experiment:,} users available now | +{plan.mde_at_available_users:.1%} relative |
+| Duration at {plan.new_users_per_day:,.0f} new users a day | {plan.duration_days} days (run whole weeks) |
+| Assignment check | SRM p = {plan.srm_p_value:.3f} on {plan.users:,} pre-period users |
+
+Each treatment arm is compared with control; with two treatments, apply Holm's correction to the two p-values.
+"""
+
+
+def _cuped_reduction(pre_period: pl.DataFrame) -> float:
+    """corr^2 of per-user CTR between the two halves of the pre-period (users active in both)."""
+    median = pre_period["timestamp"].median()
+    halves = (
+        pre_period.with_columns(half=(pl.col("timestamp") > median).cast(pl.Int8))
+        .group_by("user_id", "half")
+        .agg(ctr=pl.col("label").mean())
+    )
+    wide = halves.pivot(on="half", index="user_id", values="ctr").drop_nulls()
+    if wide.height < 3 or "0" not in wide.columns or "1" not in wide.columns:
+        return 0.0
+    first, second = wide["0"].to_numpy(), wide["1"].to_numpy()
+    if first.std() == 0 or second.std() == 0:
+        return 0.0
+    return variance_reduction(second, first)
+
+
+def _control_ratio(config: ABPlanConfig) -> float:
+    if "control" not in config.arms:
+        raise IcgRecError(f"arms {sorted(config.arms)} need a 'control' arm")
+    treatments = [w for a, w in config.arms.items() if a != "control"]
+    return min(treatments) / config.arms["control"]
+
+
+def _mde(moments: RatioMoments, users_per_control: int, config: ABPlanConfig, ratio: float) -> float:
+    """Relative lift of the ratio metric detectable with the users at hand: d * sd / mean."""
+    if users_per_control < 2:
+        return float("inf")
+    d = minimum_effect_size(users_per_control, config.alpha, config.power, ratio)
+    return d * float(np.sqrt(moments.unit_variance)) / moments.ratio

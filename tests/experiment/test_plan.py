@@ -1,0 +1,89 @@
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from icg_rec.errors import IcgRecError, SchemaError
+from icg_rec.experiment.plan import ABPlanConfig, plan_ab, write_plan
+from icg_rec.experiment.power import RatioMoments, ratio_moments, sample_size_ratio_metric
+
+
+@pytest.fixture(scope="module")
+def pre_period():
+    # 3,000 users over 28 days; each user has a stable CTR, so the two halves correlate (CUPED helps).
+    rng = np.random.default_rng(0)
+    n_users, rows = 3000, []
+    user_ctr = rng.beta(2, 12, size=n_users)
+    for user in range(n_users):
+        n = int(rng.integers(4, 40))
+        rows.append(
+            pl.DataFrame(
+                {
+                    "user_id": np.full(n, user, dtype=np.int64),
+                    "item_id": rng.integers(0, 500, size=n),
+                    "label": rng.binomial(1, user_ctr[user], size=n).astype(np.float64),
+                    "timestamp": np.sort(rng.integers(0, 28 * 86_400, size=n)),
+                }
+            )
+        )
+    return pl.concat(rows)
+
+
+def test_plan_sizes_the_ratio_metric_with_cuped(pre_period):
+    config = ABPlanConfig(expected_lift=0.05)
+    plan, table = plan_ab(pre_period, config)
+    per_user = pre_period.group_by("user_id").agg(c=pl.col("label").sum(), n=pl.len())
+    moments = ratio_moments(per_user["c"].to_numpy(), per_user["n"].to_numpy())
+    adjusted = RatioMoments(moments.ratio, moments.unit_variance * (1 - plan.cuped_variance_reduction), 3000)
+    assert plan.baseline_ctr == pytest.approx(pre_period["label"].sum() / pre_period.height, rel=1e-12)
+    assert plan.users == plan.users_in_experiment == table.height == 3000
+    assert 0.05 < plan.cuped_variance_reduction < 0.5  # stable per-user CTRs, noisy halves
+    assert plan.sample_size_per_arm == int(np.ceil(sample_size_ratio_metric(adjusted, 0.05)))
+    assert plan.sample_size_per_arm < plan.sample_size_per_arm_without_cuped
+    assert plan.duration_days == int(
+        np.ceil(plan.sample_size_per_arm * 3 / (3000 / plan_span_days(pre_period)))
+    )
+    assert plan.srm_p_value > 0.001
+    assert set(table["arm"].unique()) == {"control", "generic", "personalized"}
+
+
+def plan_span_days(frame):
+    return (frame["timestamp"].max() - frame["timestamp"].min()) / 86_400
+
+
+def test_plan_is_deterministic(pre_period):
+    _, first = plan_ab(pre_period, ABPlanConfig())
+    _, second = plan_ab(pre_period, ABPlanConfig())
+    assert first.equals(second)
+
+
+def test_write_plan_writes_every_artefact(pre_period, tmp_path):
+    plan, table = plan_ab(pre_period, ABPlanConfig(traffic_share=0.5))
+    covers = pl.DataFrame({"item_id": [1], "cohort_id": [0], "cover_key": ["k"], "path": ["p.png"]})
+    write_plan(plan, table, tmp_path, {arm: covers for arm in plan.config.arms})
+    assert pl.read_parquet(tmp_path / "assignment.parquet").equals(table)
+    spec = json.loads((tmp_path / "spec.json").read_text())
+    assert spec["sample_size_per_arm"] == plan.sample_size_per_arm
+    assert "per-user CTR" in (tmp_path / "spec.md").read_text()
+    assert sorted(p.name for p in tmp_path.glob("covers_*.parquet")) == [
+        "covers_control.parquet",
+        "covers_generic.parquet",
+        "covers_personalized.parquet",
+    ]
+    assert 0.4 < plan.users_in_experiment / plan.users < 0.6
+
+
+def test_write_plan_refuses_an_arm_without_covers(pre_period, tmp_path):
+    plan, table = plan_ab(pre_period, ABPlanConfig())
+    with pytest.raises(IcgRecError, match=r"arm\(s\) \['personalized'\]"):
+        write_plan(plan, table, tmp_path, {"control": pl.DataFrame(), "generic": pl.DataFrame()})
+
+
+def test_plan_refuses_bad_logs(pre_period):
+    with pytest.raises(SchemaError, match=r"missing column\(s\) \['label'\]"):
+        plan_ab(pre_period.drop("label"), ABPlanConfig())
+    with pytest.raises(SchemaError, match="empty"):
+        plan_ab(pre_period.head(0), ABPlanConfig())
+    with pytest.raises(IcgRecError, match="need a 'control' arm"):
+        plan_ab(pre_period, ABPlanConfig(arms={"a": 0.5, "b": 0.5}))
