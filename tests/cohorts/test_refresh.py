@@ -1,0 +1,206 @@
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from PIL import Image
+
+from icg_rec.cohorts.cache import CoverCache
+from icg_rec.cohorts.clustering import CohortConfig, UserCohorts
+from icg_rec.cohorts.refresh import (
+    build_manifest,
+    item_content_hashes,
+    plan_work,
+    refresh_covers,
+    run_refresh,
+    shard,
+)
+from icg_rec.errors import CheckpointError, IcgRecError, SchemaError
+
+GENERATOR_SOURCE = '''
+import time
+import torch
+
+class ColourGenerator:
+    """Covers of one flat colour derived from (item, user embedding, seed); counts what it makes."""
+
+    def __init__(self, version="g1", delay=0.0):
+        self.version = version
+        self.delay = delay
+        self.made = []
+
+    def generate(self, item_ids, user_embeddings, seeds):
+        time.sleep(self.delay)
+        self.made.extend(zip(item_ids.tolist(), seeds))
+        base = (item_ids[:, None].float() * 0.013 + user_embeddings[:, :3].float() * 0.1) % 1.0  # (B, 3)
+        return base[:, :, None, None].expand(-1, 3, 8, 8).clone()
+'''
+namespace: dict = {}
+exec(GENERATOR_SOURCE, namespace)
+ColourGenerator = namespace["ColourGenerator"]
+
+
+def make_items(folder: Path, n: int = 6) -> pl.DataFrame:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"{i}.png"
+        Image.new("RGB", (4, 4), (i * 30, 10, 10)).save(path)
+        paths.append(str(path))
+    return pl.DataFrame(
+        {
+            "item_id": np.arange(n, dtype=np.int64),
+            "title": [f"t{i}" for i in range(n)],
+            "text": ["g"] * n,
+            "image_path": paths,
+        }
+    )
+
+
+def make_cohorts(n_cohorts: int = 3) -> UserCohorts:
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(k * 4, 0.2, size=(20, 4)) for k in range(n_cohorts)]).astype(np.float32)
+    return UserCohorts(CohortConfig(n_cohorts=n_cohorts)).fit(np.arange(len(x)), x)
+
+
+def test_keys_change_exactly_when_an_input_changes(tmp_path):
+    items = make_items(tmp_path / "img")
+    base = plan_work(item_content_hashes(items), ["a", "b"], "g1", seed=0)
+    same = plan_work(item_content_hashes(items), ["a", "b"], "g1", seed=0)
+    assert base["key"].to_list() == same["key"].to_list()
+    edited = items.with_columns(title=pl.when(pl.col("item_id") == 2).then(pl.lit("new")).otherwise("title"))
+    changed = plan_work(item_content_hashes(edited), ["a", "b"], "g1", seed=0)
+    assert (base["key"] != changed["key"]).to_list() == [
+        r[0] == 2 for r in base.select("item_id").iter_rows()
+    ]
+    moved = plan_work(item_content_hashes(edited), ["a", "b2"], "g1", seed=0)
+    assert (changed["key"] != moved["key"]).to_list() == [c == 1 for c in base["cohort_id"]]
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(items["image_path"][4])  # same path, new pixels
+    repainted = plan_work(item_content_hashes(items), ["a", "b"], "g1", seed=0)
+    assert (base["key"] != repainted["key"]).to_list() == [
+        r[0] == 4 for r in base.select("item_id").iter_rows()
+    ]
+    assert set(plan_work(item_content_hashes(items), ["a", "b"], "g2", 0)["key"]).isdisjoint(repainted["key"])
+
+
+def test_refresh_is_incremental(tmp_path):
+    items = make_items(tmp_path / "img")
+    cohorts = make_cohorts()
+    generator = ColourGenerator()
+    manifest, stats = refresh_covers(
+        items, cohorts, generator, tmp_path / "out", batch_size=4, progress=False
+    )
+    assert (stats.generated, stats.cached) == (18, 0)
+    assert manifest["status"].to_list() == ["generated"] * 18
+    generator.made.clear()
+    manifest, stats = refresh_covers(
+        items, cohorts, generator, tmp_path / "out", batch_size=4, progress=False
+    )
+    assert (stats.generated, stats.cached, generator.made) == (0, 18, [])
+    assert manifest["status"].to_list() == ["cached"] * 18
+    edited = items.with_columns(
+        title=pl.when(pl.col("item_id") == 5).then(pl.lit("edited")).otherwise("title")
+    )
+    manifest, stats = refresh_covers(
+        edited, cohorts, generator, tmp_path / "out", batch_size=4, progress=False
+    )
+    assert stats.generated == 3 and sorted({i for i, _ in generator.made}) == [5]
+    assert manifest.filter(pl.col("status") == "generated")["item_id"].to_list() == [5, 5, 5]
+    assert pl.read_parquet(tmp_path / "out" / "manifest.parquet").equals(manifest)
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+def test_shards_cover_the_work_list_exactly_once(tmp_path, world_size):
+    work = plan_work(item_content_hashes(make_items(tmp_path / "img", 7)), ["a", "b", "c"], "g1", 0)
+    keys = [k for rank in range(world_size) for k in shard(work, rank, world_size)["key"]]
+    assert sorted(keys) == sorted(work["key"]) and len(set(keys)) == len(keys)
+
+
+def _script(tmp_path: Path, delay: float, batch_size: int) -> Path:
+    """A refresh run as its own program (for torchrun and for kill -9), using this module's fixtures."""
+    script = tmp_path / "run.py"
+    script.write_text(
+        GENERATOR_SOURCE
+        + textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from pathlib import Path
+        from test_refresh import make_items, make_cohorts
+        from icg_rec.cohorts.refresh import refresh_covers
+        root = Path({str(tmp_path)!r})
+        generator = ColourGenerator(delay={delay})
+        refresh_covers(make_items(root / "img"), make_cohorts(), generator, root / "out",
+                       batch_size={batch_size}, progress=False)
+        rank = os.environ.get("RANK", "0")
+        (root / f"made.{{rank}}").write_text("\\n".join(f"{{i}},{{s}}" for i, s in generator.made))
+        """)
+    )
+    return script
+
+
+def test_two_processes_under_torchrun_generate_each_cover_once(tmp_path):
+    make_items(tmp_path / "img")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    subprocess.run([*cmd, str(_script(tmp_path, 0.0, 4))], check=True, timeout=120)
+    made = [line for r in range(2) for line in (tmp_path / f"made.{r}").read_text().splitlines()]
+    manifest = pl.read_parquet(tmp_path / "out" / "manifest.parquet")
+    assert len(made) == len(set(made)) == manifest.height == 18
+    assert manifest["status"].to_list() == ["generated"] * 18
+
+
+def test_kill_minus_nine_then_rerun_finishes_every_cover_once(tmp_path):
+    make_items(tmp_path / "img")
+    proc = subprocess.Popen([sys.executable, str(_script(tmp_path, 0.3, 2))])
+    covers = tmp_path / "out" / "covers"
+    deadline = time.time() + 60
+    while len(list(covers.glob("*/*.png"))) < 4 and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(covers.glob("*/*.png")))
+    assert 4 <= done_before < 18, "the kill must land mid-run"
+    generator = ColourGenerator()
+    manifest, stats = refresh_covers(
+        make_items(tmp_path / "img"), make_cohorts(), generator, tmp_path / "out", progress=False
+    )
+    assert stats.generated == 18 - done_before == len(generator.made)
+    pngs = sorted(p.stem for p in covers.glob("*/*.png"))
+    assert pngs == sorted(manifest["key"]) and len(set(pngs)) == 18
+    for key in manifest["key"]:
+        CoverCache(covers).get(key)  # every cover is a complete image
+
+
+def test_missing_cover_and_bad_inputs_are_reported(tmp_path):
+    items = make_items(tmp_path / "img")
+    cache = CoverCache(tmp_path / "c")
+    work = plan_work(item_content_hashes(items), ["a"], "g1", 0)
+    with pytest.raises(IcgRecError, match="6 cover"):
+        build_manifest(work, cache, time.time())
+    with pytest.raises(IcgRecError, match="planned for generator 'g1', got 'g2'"):
+        run_refresh(work, ColourGenerator("g2"), torch.zeros(1, 4), cache, progress=False)
+    with pytest.raises(IcgRecError, match="only 1 centroids"):
+        run_refresh(
+            plan_work(item_content_hashes(items), ["a", "b"], "g1", 0),
+            ColourGenerator(),
+            torch.zeros(1, 4),
+            cache,
+            progress=False,
+        )
+    with pytest.raises(SchemaError, match="does not exist"):
+        item_content_hashes(items.with_columns(image_path=pl.lit("/nonexistent.png")))
+    with pytest.raises(SchemaError, match=r"\['image_path'\]"):
+        item_content_hashes(items.drop("image_path"))
+    with pytest.raises(IcgRecError, match="rank 2 outside"):
+        shard(work, 2, 2)
+    with pytest.raises(CheckpointError, match="must be"):
+        cache.put("ab" * 12, torch.zeros(8, 8))
+    cache.path("cd" * 12).parent.mkdir(parents=True)
+    cache.path("cd" * 12).write_bytes(b"not a png")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        cache.get("cd" * 12)
