@@ -8,6 +8,9 @@ version, the generator version or the seed change, which is exactly when a cover
 Killed at any point (even `kill -9`), a rerun redoes only the batch in flight: finished covers were
 written atomically under their key, and the manifest is rebuilt from the work list and the cache.
 Under `torchrun`, rank r takes work rows r, r + world, r + 2 world, ... (disjoint, covering).
+
+Cohort id -1 is the generic cover of an item (zero user embedding: the non-personalized cover), which an
+A/B test needs as its own arm to tell "a generated cover" apart from "a cover for your cohort".
 """
 
 import hashlib
@@ -27,6 +30,7 @@ from icg_rec.cohorts.clustering import UserCohorts
 from icg_rec.errors import IcgRecError, SchemaError
 from icg_rec.io import atomic_write
 
+GENERIC_COHORT = -1  # cohort id of the generic (non-personalized) cover
 MANIFEST_SCHEMA = {
     "item_id": pl.Int64,
     "cohort_id": pl.Int64,
@@ -86,7 +90,11 @@ def item_content_hashes(items: pl.DataFrame) -> pl.DataFrame:
 
 
 def plan_work(
-    item_hashes: pl.DataFrame, cohort_versions: list[str], generator_version: str, seed: int
+    item_hashes: pl.DataFrame,
+    cohort_versions: list[str],
+    generator_version: str,
+    seed: int,
+    generic: bool = True,
 ) -> pl.DataFrame:
     """Every (item, cohort) with its cache key, sorted by (item_id, cohort_id).
 
@@ -95,13 +103,14 @@ def plan_work(
         cohort_versions: per cohort id, its centroid version (UserCohorts.versions_).
         generator_version: the generator's version string.
         seed: base seed; each cover's seed derives from it and its (item, cohort).
+        generic: also plan each item's generic cover (cohort id -1).
 
     Returns:
         item_id, cohort_id, item_hash, cohort_version, generator_version, seed, key.
     """
-    cohorts = pl.DataFrame(
-        {"cohort_id": np.arange(len(cohort_versions), dtype=np.int64), "cohort_version": cohort_versions}
-    )
+    ids = ([GENERIC_COHORT] if generic else []) + list(range(len(cohort_versions)))
+    versions = (["generic"] if generic else []) + list(cohort_versions)
+    cohorts = pl.DataFrame({"cohort_id": np.array(ids, dtype=np.int64), "cohort_version": versions})
     work = item_hashes.join(cohorts, how="cross").sort("item_id", "cohort_id")
     seeds = [_cover_seed(seed, i, c) for i, c in work.select("item_id", "cohort_id").iter_rows()]
     keys = [
@@ -135,7 +144,8 @@ def run_refresh(
     Args:
         work: rows of `plan_work` (or one rank's `shard`).
         generator: makes covers; its version must match the work list's.
-        centroids: (n_cohorts, user_dim) cohort centroids, the user embedding each cohort's cover is for.
+        centroids: (n_cohorts, user_dim) cohort centroids, the user embedding each cohort's cover is for
+            (cohort -1 gets a zero embedding: the generic cover).
         cache: where covers are written.
         batch_size: covers per generator call.
         progress: show a progress bar.
@@ -158,7 +168,9 @@ def run_refresh(
     ):
         batch = pending.slice(offset, batch_size)
         item_ids = batch["item_id"].to_torch()  # (B,)
-        users = centroids[batch["cohort_id"].to_torch()]  # (B, user_dim)
+        cohort_ids = batch["cohort_id"].to_torch()  # (B,)
+        generic = (cohort_ids == GENERIC_COHORT)[:, None]  # (B, 1)
+        users = torch.where(generic, 0.0, centroids[cohort_ids.clamp(min=0)])  # (B, user_dim)
         images = generator.generate(item_ids, users, batch["seed"].to_list())  # (B, 3, H, W)
         for key, image in zip(batch["key"], images, strict=True):
             cache.put(key, image)

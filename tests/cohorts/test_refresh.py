@@ -96,22 +96,25 @@ def test_refresh_is_incremental(tmp_path):
     manifest, stats = refresh_covers(
         items, cohorts, generator, tmp_path / "out", batch_size=4, progress=False
     )
-    assert (stats.generated, stats.cached) == (18, 0)
-    assert manifest["status"].to_list() == ["generated"] * 18
+    assert (stats.generated, stats.cached) == (24, 0)
+    assert manifest["status"].to_list() == ["generated"] * 24
+    generic = manifest.filter((pl.col("cohort_id") == -1) & (pl.col("item_id") == 2))["key"][0]
+    expected = torch.full((3, 8, 8), round(2 * 0.013 * 255) / 255)  # zero user embedding: item colour only
+    torch.testing.assert_close(CoverCache(tmp_path / "out" / "covers").get(generic), expected)
     generator.made.clear()
     manifest, stats = refresh_covers(
         items, cohorts, generator, tmp_path / "out", batch_size=4, progress=False
     )
-    assert (stats.generated, stats.cached, generator.made) == (0, 18, [])
-    assert manifest["status"].to_list() == ["cached"] * 18
+    assert (stats.generated, stats.cached, generator.made) == (0, 24, [])
+    assert manifest["status"].to_list() == ["cached"] * 24
     edited = items.with_columns(
         title=pl.when(pl.col("item_id") == 5).then(pl.lit("edited")).otherwise("title")
     )
     manifest, stats = refresh_covers(
         edited, cohorts, generator, tmp_path / "out", batch_size=4, progress=False
     )
-    assert stats.generated == 3 and sorted({i for i, _ in generator.made}) == [5]
-    assert manifest.filter(pl.col("status") == "generated")["item_id"].to_list() == [5, 5, 5]
+    assert stats.generated == 4 and sorted({i for i, _ in generator.made}) == [5]
+    assert manifest.filter(pl.col("status") == "generated")["item_id"].to_list() == [5, 5, 5, 5]
     assert pl.read_parquet(tmp_path / "out" / "manifest.parquet").equals(manifest)
 
 
@@ -150,8 +153,8 @@ def test_two_processes_under_torchrun_generate_each_cover_once(tmp_path):
     subprocess.run([*cmd, str(_script(tmp_path, 0.0, 4))], check=True, timeout=120)
     made = [line for r in range(2) for line in (tmp_path / f"made.{r}").read_text().splitlines()]
     manifest = pl.read_parquet(tmp_path / "out" / "manifest.parquet")
-    assert len(made) == len(set(made)) == manifest.height == 18
-    assert manifest["status"].to_list() == ["generated"] * 18
+    assert len(made) == len(set(made)) == manifest.height == 24
+    assert manifest["status"].to_list() == ["generated"] * 24
 
 
 def test_kill_minus_nine_then_rerun_finishes_every_cover_once(tmp_path):
@@ -164,14 +167,14 @@ def test_kill_minus_nine_then_rerun_finishes_every_cover_once(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = len(list(covers.glob("*/*.png")))
-    assert 4 <= done_before < 18, "the kill must land mid-run"
+    assert 4 <= done_before < 24, "the kill must land mid-run"
     generator = ColourGenerator()
     manifest, stats = refresh_covers(
         make_items(tmp_path / "img"), make_cohorts(), generator, tmp_path / "out", progress=False
     )
-    assert stats.generated == 18 - done_before == len(generator.made)
+    assert stats.generated == 24 - done_before == len(generator.made)
     pngs = sorted(p.stem for p in covers.glob("*/*.png"))
-    assert pngs == sorted(manifest["key"]) and len(set(pngs)) == 18
+    assert pngs == sorted(manifest["key"]) and len(set(pngs)) == 24
     for key in manifest["key"]:
         CoverCache(covers).get(key)  # every cover is a complete image
 
@@ -180,7 +183,7 @@ def test_missing_cover_and_bad_inputs_are_reported(tmp_path):
     items = make_items(tmp_path / "img")
     cache = CoverCache(tmp_path / "c")
     work = plan_work(item_content_hashes(items), ["a"], "g1", 0)
-    with pytest.raises(IcgRecError, match="6 cover"):
+    with pytest.raises(IcgRecError, match="12 cover"):
         build_manifest(work, cache, time.time())
     with pytest.raises(IcgRecError, match="planned for generator 'g1', got 'g2'"):
         run_refresh(work, ColourGenerator("g2"), torch.zeros(1, 4), cache, progress=False)
