@@ -1,0 +1,270 @@
+"""Polars interaction frames -> TorchRec `Batch`es: id rows as a KeyedJaggedTensor, dense floats, labels.
+
+Each sparse column gets a vocabulary at fit: ids seen in training map to rows 1..n, row 0 is the
+unknown/out-of-vocabulary row, and every encode counts how many ids fell there. The dense input is,
+in this order: the scalar columns of `dense` (standardized with training mean/std; a
+personalized reward score enters here as a column), the vector columns of `embeddings`, then,
+with a cover store, the cover vector of (item, cohort of the user) and a `has_cover` 0/1 flag. An
+ids-only spec gets a constant 1 as its dense input (DLRM's dense tower needs one).
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from torchrec.datasets.utils import Batch
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
+
+from icg_rec.errors import SchemaError
+from icg_rec.features.store import DEFAULT_COHORT, CoverEmbeddingStore
+from icg_rec.io import load_weights, read_json, save_weights, write_json
+
+COVER_KEY = "cover"  # dense key of the store's cover vector
+HAS_COVER_KEY = "has_cover"  # dense key of the 0/1 flag: 1 where the store had a cover
+BIAS_KEY = "bias"  # a constant 1: the dense input of an ids-only model (DLRM's dense tower needs one)
+
+
+@dataclass
+class EncodedFrame:
+    """A whole frame as tensors, ready to be cut into batches, with what encoding had to count."""
+
+    ids: torch.Tensor  # (n, n_sparse) int64 vocabulary rows; 0 = unknown id
+    dense: torch.Tensor  # (n, dense_width) float32
+    labels: torch.Tensor  # (n,) float32; zeros where the frame has no label column
+    n_unknown: dict[str, int]  # sparse column -> rows whose id was not in the training vocabulary
+    n_cover_exact: int  # rows served the (item, cohort) cover
+    n_cover_fallback: int  # rows served the item's default cover
+    n_cover_missing: int  # rows with no cover (zero vector, has_cover = 0)
+    n_default_cohort: int  # rows whose user has no cohort in the mapping (default cover asked)
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+
+class FeatureProvider:
+    """Turns interaction frames into TorchRec batches; learns id vocabularies and dense scaling at fit.
+
+    Args:
+        sparse: integer id columns, one embedding table each.
+        dense: float scalar columns (standardized with the training mean/std).
+        embeddings: vector columns, pl.Array(Float32, d), used as they are.
+        label: the 0/1 click column (optional at encode: absent -> zero labels).
+        cover_store: optional store; adds the cover of (row's item_id, cohort of row's user_id).
+        user_cohorts: optional frame (user_id, cohort_id); users absent from it get DEFAULT_COHORT.
+    """
+
+    def __init__(
+        self,
+        sparse: list[str],
+        dense: list[str] | None = None,
+        embeddings: list[str] | None = None,
+        label: str = "label",
+        cover_store: CoverEmbeddingStore | None = None,
+        user_cohorts: pl.DataFrame | None = None,
+    ) -> None:
+        self.sparse = sparse
+        self.dense = dense or []
+        self.embeddings = embeddings or []
+        self.label = label
+        self.cover_store = cover_store
+        self.user_cohorts = user_cohorts
+
+    def fit(self, train: pl.DataFrame) -> "FeatureProvider":
+        """Learns vocabularies (sparse), mean/std (dense) and embedding widths from `train`.
+
+        Returns:
+            self, with `vocab_`, `dense_mean_`, `dense_std_` and `dense_keys_` set.
+        """
+        if not self.sparse:
+            raise SchemaError("a TorchRec ranker needs at least one sparse (id) column")
+        if train.height == 0:
+            raise SchemaError("the training frame is empty")
+        if self.user_cohorts is not None:
+            _check_columns(self.user_cohorts, ["user_id", "cohort_id"], "user_cohorts")
+            if (dup := self.user_cohorts.filter(pl.col("user_id").is_duplicated())).height:
+                raise SchemaError(f"user_cohorts maps a user to several cohorts, e.g. {dup.head(4).rows()}")
+        self._check(train, with_label=True)
+        self.vocab_ = {c: np.unique(train[c].to_numpy()).astype(np.int64) for c in self.sparse}
+        dense = _scalars(train, self.dense)  # (n, n_dense) float64
+        self.dense_mean_ = dense.mean(axis=0)  # (n_dense,)
+        std = dense.std(axis=0)  # (n_dense,)
+        self.dense_std_ = np.where(std > 0, std, 1.0)
+        keys = [(c, 1) for c in self.dense]
+        keys += [(c, train.schema[c].size) for c in self.embeddings]
+        if self.cover_store is not None:
+            keys += [(COVER_KEY, self.cover_store.dim), (HAS_COVER_KEY, 1)]
+        self.dense_keys_ = keys or [(BIAS_KEY, 1)]
+        return self
+
+    @property
+    def dense_width(self) -> int:
+        """Width of the dense input (sum of the dense key widths)."""
+        return sum(w for _, w in self.dense_keys_)
+
+    def table_sizes(self) -> dict[str, int]:
+        """Rows per sparse column's embedding table: its vocabulary plus the unknown row 0."""
+        return {c: len(v) + 1 for c, v in self.vocab_.items()}
+
+    def encode(self, frame: pl.DataFrame) -> EncodedFrame:
+        """Encodes every row of `frame` (no row is dropped; unknown ids and missing covers are counted)."""
+        with_label = self.label in frame.columns
+        self._check(frame, with_label=with_label)
+        for c in self.embeddings:
+            if frame.schema[c].size != dict(self.dense_keys_)[c]:
+                raise SchemaError(
+                    f"embedding column {c!r} has width {frame.schema[c].size}; fitted on {dict(self.dense_keys_)[c]}"
+                )
+        ids, n_unknown = [], {}
+        for c in self.sparse:
+            values, vocab = frame[c].to_numpy().astype(np.int64), self.vocab_[c]
+            pos = np.clip(np.searchsorted(vocab, values), 0, len(vocab) - 1)
+            known = vocab[pos] == values
+            ids.append(np.where(known, pos + 1, 0))
+            n_unknown[c] = int((~known).sum())
+        parts = [((_scalars(frame, self.dense) - self.dense_mean_) / self.dense_std_).astype(np.float32)]
+        parts += [frame[c].to_numpy().astype(np.float32) for c in self.embeddings]
+        cover_counts = [0, 0, 0, 0]
+        if self.cover_store is not None:
+            cohorts, n_default = self._cohorts(frame)
+            found = self.cover_store.lookup(frame["item_id"].to_numpy(), cohorts)
+            parts += [found.vectors, found.has_cover.astype(np.float32)[:, None]]
+            cover_counts = [found.n_exact, found.n_fallback, found.n_missing, n_default]
+        if self.dense_keys_ == [(BIAS_KEY, 1)]:
+            parts.append(np.ones((frame.height, 1), dtype=np.float32))
+        labels = frame[self.label].to_numpy() if with_label else np.zeros(frame.height)
+        return EncodedFrame(
+            torch.from_numpy(np.stack(ids, axis=1)),  # (n, n_sparse)
+            torch.from_numpy(np.concatenate(parts, axis=1)),  # (n, dense_width)
+            torch.from_numpy(labels.astype(np.float32)),  # (n,)
+            n_unknown,
+            *cover_counts,
+        )
+
+    def batch(self, encoded: EncodedFrame, rows: torch.Tensor) -> Batch:
+        """The TorchRec Batch of `rows` (int64 indices) of an encoded frame: one id per key per row."""
+        ids = encoded.ids[rows]  # (b, n_sparse)
+        sparse = KeyedJaggedTensor.from_lengths_sync(
+            keys=self.sparse,
+            values=ids.T.reshape(-1),  # key-major: all rows of key 0, then key 1, ...
+            lengths=torch.ones(ids.numel(), dtype=torch.int32),
+        )
+        return Batch(dense_features=encoded.dense[rows], sparse_features=sparse, labels=encoded.labels[rows])
+
+    def batches(
+        self, encoded: EncodedFrame, batch_size: int, shuffle: bool = False, seed: int = 0
+    ) -> Iterator[Batch]:
+        """Yields Batches of `batch_size` rows (the last may be smaller), shuffled with `seed` if asked."""
+        for rows in batch_rows(len(encoded), batch_size, shuffle, seed):
+            yield self.batch(encoded, rows)
+
+    def keyed_dense(self, dense: torch.Tensor) -> KeyedTensor:
+        """Views a (b, dense_width) dense tensor as a KeyedTensor by feature, for custom architectures."""
+        keys, widths = zip(*self.dense_keys_, strict=True)
+        return KeyedTensor(keys=list(keys), length_per_key=list(widths), values=dense)
+
+    def _cohorts(self, frame: pl.DataFrame) -> tuple[np.ndarray, int]:
+        if self.user_cohorts is None:
+            return np.full(frame.height, DEFAULT_COHORT, dtype=np.int64), frame.height
+        cohort = frame.select("user_id").join(
+            self.user_cohorts.select("user_id", "cohort_id"), on="user_id", how="left", maintain_order="left"
+        )["cohort_id"]
+        return cohort.fill_null(DEFAULT_COHORT).to_numpy().astype(np.int64), cohort.null_count()
+
+    def _check(self, frame: pl.DataFrame, with_label: bool) -> None:
+        needed = [*self.sparse, *self.dense, *self.embeddings]
+        needed += [self.label] if with_label else []
+        needed += ["item_id", "user_id"] if self.cover_store is not None else []
+        _check_columns(frame, list(dict.fromkeys(needed)), "frame")
+        for c in self.sparse:
+            if not frame.schema[c].is_integer():
+                raise SchemaError(f"sparse column {c!r} must be an integer id, got {frame.schema[c]}")
+        for c in self.embeddings:
+            if not isinstance(frame.schema[c], pl.Array):
+                raise SchemaError(
+                    f"embedding column {c!r} must be pl.Array(Float32, d), got {frame.schema[c]}"
+                )
+        for c in needed:
+            if n := frame[c].null_count():
+                raise SchemaError(f"column {c!r} holds {n} null(s); the TorchRec provider expects none")
+        if with_label and not np.isin(frame[self.label].to_numpy(), [0, 1]).all():
+            raise SchemaError(f"label column {self.label!r} must hold only 0 and 1")
+        for c in self.dense:
+            if not np.isfinite(frame[c].cast(pl.Float64).to_numpy()).all():
+                raise SchemaError(
+                    f"dense column {c!r} holds NaN/inf; the TorchRec provider expects finite values"
+                )
+
+    def save(self, folder: str | Path) -> Path:
+        """Writes provider.safetensors (vocabularies, scaling, cohorts), provider.json and the store."""
+        folder = Path(folder)
+        tensors = {f"vocab.{c}": torch.from_numpy(v) for c, v in self.vocab_.items()}
+        tensors["dense_mean"] = torch.from_numpy(self.dense_mean_.astype(np.float64))
+        tensors["dense_std"] = torch.from_numpy(self.dense_std_.astype(np.float64))
+        if self.user_cohorts is not None:
+            tensors["cohorts.user_id"] = torch.from_numpy(
+                self.user_cohorts["user_id"].to_numpy().astype(np.int64)
+            )
+            tensors["cohorts.cohort_id"] = torch.from_numpy(
+                self.user_cohorts["cohort_id"].to_numpy().astype(np.int64)
+            )
+        save_weights(folder / "provider.safetensors", tensors)
+        columns = {
+            "sparse": self.sparse,
+            "dense": self.dense,
+            "embeddings": self.embeddings,
+            "label": self.label,
+        }
+        meta = {
+            "columns": columns,
+            "dense_keys": self.dense_keys_,
+            "cover_store": self.cover_store is not None,
+        }
+        write_json(folder / "provider.json", meta)
+        if self.cover_store is not None:
+            self.cover_store.save(folder / "cover_store")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "FeatureProvider":
+        """Reads a provider written by `save` (with its cover store, if it had one)."""
+        folder = Path(folder)
+        meta = read_json(folder / "provider.json")
+        tensors = load_weights(folder / "provider.safetensors")
+        cohorts = None
+        if "cohorts.user_id" in tensors:
+            cohorts = pl.DataFrame(
+                {
+                    "user_id": tensors["cohorts.user_id"].numpy(),
+                    "cohort_id": tensors["cohorts.cohort_id"].numpy(),
+                }
+            )
+        store = CoverEmbeddingStore.load(folder / "cover_store") if meta["cover_store"] else None
+        provider = cls(**meta["columns"], cover_store=store, user_cohorts=cohorts)
+        provider.vocab_ = {c: tensors[f"vocab.{c}"].numpy() for c in provider.sparse}
+        provider.dense_mean_ = tensors["dense_mean"].numpy()
+        provider.dense_std_ = tensors["dense_std"].numpy()
+        provider.dense_keys_ = [(k, w) for k, w in meta["dense_keys"]]
+        return provider
+
+
+def batch_rows(n: int, batch_size: int, shuffle: bool, seed: int) -> list[torch.Tensor]:
+    """Row indices of each batch: a seeded permutation (or 0..n-1) cut into `batch_size` pieces."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else torch.arange(n)
+    return list(torch.split(order, batch_size))
+
+
+def _scalars(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
+    """(n, len(columns)) float64 matrix of scalar columns."""
+    if not columns:
+        return np.zeros((frame.height, 0))
+    return frame.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
+
+
+def _check_columns(frame: pl.DataFrame, needed: list[str], what: str) -> None:
+    if missing := [c for c in needed if c not in frame.columns]:
+        raise SchemaError(f"{what} is missing column(s) {missing}; expected {needed}, got {frame.columns}")

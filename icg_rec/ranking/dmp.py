@@ -1,0 +1,79 @@
+"""DistributedModelParallel helpers: table-wise sharding that keeps the single-process initial weights,
+full state dicts gathered from shards, and scores gathered across processes."""
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed._shard.sharded_tensor import ShardedTensor
+from torchrec.distributed import DistributedModelParallel
+from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
+from torchrec.distributed.planner.types import ParameterConstraints
+from torchrec.distributed.types import ShardingType
+from torchrec.modules.embedding_modules import EmbeddingBagCollection
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the default process group, or (0, 1) when none is initialized."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def shard_table_wise(model: nn.Module, device: torch.device) -> DistributedModelParallel:
+    """Wraps `model` in DMP with every embedding table on one process (table-wise sharding).
+
+    DMP allocates fresh shard weights; they are overwritten with `model`'s tables so that training
+    starts from the same weights as single-process training.
+
+    Args:
+        model: a model holding EmbeddingBagCollection(s), with optimizers already fused in backward.
+        device: this process's device (CPU with gloo, cuda:local_rank with nccl).
+
+    Returns:
+        The sharded model (dense layers data-parallel).
+    """
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    tables = [
+        t.name
+        for m in model.modules()
+        if isinstance(m, EmbeddingBagCollection)
+        for t in m.embedding_bag_configs()
+    ]
+    constraints = {t: ParameterConstraints(sharding_types=[ShardingType.TABLE_WISE.value]) for t in tables}
+    topology = Topology(world_size=dist.get_world_size(), compute_device=device.type)
+    sharders = [EmbeddingBagCollectionSharder()]
+    plan = EmbeddingShardingPlanner(topology=topology, constraints=constraints).collective_plan(
+        model, sharders
+    )
+    sharded = DistributedModelParallel(module=model, device=device, plan=plan, sharders=sharders)
+    with torch.no_grad():
+        for name, value in sharded.state_dict().items():
+            if isinstance(value, ShardedTensor):
+                for shard in value.local_shards():
+                    (r0, c0), (nr, nc) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+                    shard.tensor.copy_(initial[name][r0 : r0 + nr, c0 : c0 + nc])
+    return sharded
+
+
+def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the whole state on every process; sharded tables are gathered (collective)."""
+    state = {}
+    for name, value in model.state_dict().items():
+        if isinstance(value, ShardedTensor):
+            full = torch.empty(value.size()) if dist.get_rank() == 0 else None
+            value.gather(dst=0, out=full)
+            full = full if full is not None else torch.empty(value.size())
+            dist.broadcast(full, src=0)
+            state[name] = full
+        else:
+            state[name] = value.detach().cpu().clone()
+    return state
+
+
+def gather_pieces(pieces: list[np.ndarray]) -> np.ndarray:
+    """Concatenates every process's per-batch pieces in global row order: batch-major, then rank."""
+    everyone: list[list[np.ndarray] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, pieces)
+    return np.concatenate([rank_pieces[b] for b in range(len(pieces)) for rank_pieces in everyone])

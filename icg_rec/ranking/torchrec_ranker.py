@@ -1,0 +1,258 @@
+"""A TorchRec DLRM / DLRM_DCN ranker behind the `Ranker` protocol, single-process or DMP under torchrun.
+
+Embedding tables are trained by row-wise Adagrad fused into backward, MLPs by Adam. Under `torchrun`
+(a process group is initialized) `fit` shards the tables table-wise with DistributedModelParallel;
+each process trains on its slice of every global batch, and the loss is scaled so that gradients
+equal single-process gradients of the same global batch. The fitted `model_` is always the plain,
+unsharded model (the best epoch by validation AUC), the same on every process. Multi-process
+training is CPU/gloo only for now (batches and the gathered state stay on CPU):
+
+    torchrun --nproc_per_node 2 -m icg_rec.cli ranker fit --train train.parquet \
+        --sparse user_id item_id --embeddings text_emb --out ckpt/
+"""
+
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
+from torchrec.optim.optimizers import in_backward_optimizer_filter
+from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
+from tqdm import tqdm
+
+from icg_rec.errors import CheckpointError, SchemaError
+from icg_rec.features.provider import EncodedFrame, FeatureProvider, batch_rows
+from icg_rec.features.store import CoverEmbeddingStore
+from icg_rec.io import config_from_dict, load_toml_config, load_weights, read_json, save_weights, write_json
+from icg_rec.metrics import auc
+from icg_rec.ranking.base import FeatureSpec
+from icg_rec.ranking.dlrm import TorchRecConfig, build_dlrm
+from icg_rec.ranking.dmp import full_state_dict, gather_pieces, rank_and_world, shard_table_wise
+
+logger = logging.getLogger(__name__)
+
+
+class TorchRecRanker:
+    """p(click) from ids (embedding tables), dense floats, vectors and, optionally, cover embeddings.
+
+    Args:
+        config: architecture and training settings (defaults: TorchRecConfig()).
+        cover_store: cover vectors by (item, cohort); required when config.cover_features is on.
+        user_cohorts: frame (user_id, cohort_id) choosing each user's cover; None = default covers.
+    """
+
+    def __init__(
+        self,
+        config: TorchRecConfig | None = None,
+        cover_store: CoverEmbeddingStore | None = None,
+        user_cohorts: pl.DataFrame | None = None,
+    ) -> None:
+        self.config = config
+        self.cover_store = cover_store
+        self.user_cohorts = user_cohorts
+
+    def fit(
+        self, train: pl.DataFrame, spec: FeatureSpec, valid: pl.DataFrame | None = None, seed: int = 0
+    ) -> "TorchRecRanker":
+        """Trains, early-stopping on validation AUC when `valid` is given.
+
+        Args:
+            train: frame holding every column of `spec` (plus item_id/user_id with cover features).
+            spec: id, dense, embedding and label columns.
+            valid: optional frame with the same columns; needs both labels for AUC.
+            seed: seeds the initial weights and the batch order; same seed, same model.
+
+        Returns:
+            self, with `model_`, `provider_`, `history_`, `best_epoch_` and `fit_counts_` set.
+        """
+        config = self.config or TorchRecConfig()
+        if config.cover_features and self.cover_store is None:
+            raise ValueError("config.cover_features is on but no cover_store was given")
+        if not config.cover_features and (self.cover_store is not None or self.user_cohorts is not None):
+            raise ValueError("a cover_store/user_cohorts was given but config.cover_features is off")
+        self.provider_ = FeatureProvider(
+            spec.sparse, spec.dense, spec.embeddings, spec.label, self.cover_store, self.user_cohorts
+        ).fit(train)
+        encoded = self.provider_.encode(train)
+        self.fit_counts_ = _counts(encoded)
+        valid_encoded = None
+        if valid is not None:
+            valid_encoded = self.provider_.encode(valid)
+            if len(np.unique(valid_encoded.labels.numpy())) < 2:
+                raise SchemaError(
+                    f"valid column {spec.label!r} must hold both 0 and 1 for AUC early stopping"
+                )
+        state, self.history_, self.best_epoch_ = self._train(config, encoded, valid_encoded, seed)
+        self.model_ = self._new_model(config, seed)
+        self.model_.load_state_dict(state)
+        self.model_.eval()
+        return self
+
+    def _new_model(self, config: TorchRecConfig, seed: int) -> nn.Module:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return build_dlrm(config, self.provider_.table_sizes(), self.provider_.dense_width)
+
+    def _train(
+        self, config: TorchRecConfig, train: EncodedFrame, valid: EncodedFrame | None, seed: int
+    ) -> tuple[dict[str, torch.Tensor], list[dict], int]:
+        """Runs the epochs; returns (state of the best epoch, per-epoch history, best epoch)."""
+        rank, world = rank_and_world()
+        model = self._new_model(config, seed)
+        apply_optimizer_in_backward(RowWiseAdagrad, model.sparse_arch.parameters(), {"lr": config.sparse_lr})
+        if world > 1:
+            model = shard_table_wise(model, torch.device("cpu"))
+        dense_params = [p for _, p in in_backward_optimizer_filter(model.named_parameters())]
+        optimizer = torch.optim.Adam(dense_params, lr=config.dense_lr)
+        history, best_auc, best_epoch, best_state = [], -np.inf, -1, None
+        for epoch in range(config.epochs):
+            model.train()
+            loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of row losses, rows) on this process
+            batches = batch_rows(len(train), config.batch_size, shuffle=True, seed=seed * 100_003 + epoch)
+            for rows in tqdm(batches, desc=f"epoch {epoch}", disable=not config.progress or rank != 0):
+                batch = self.provider_.batch(train, torch.tensor_split(rows, world)[rank])
+                logits = model(batch.dense_features, batch.sparse_features).squeeze(-1)  # (b,)
+                row_loss = F.binary_cross_entropy_with_logits(logits, batch.labels, reduction="sum")
+                optimizer.zero_grad()
+                (row_loss * world / len(rows)).backward()  # = global-batch mean after DMP/DDP averaging
+                optimizer.step()
+                loss_sum += torch.tensor([row_loss.item(), len(batch.labels)], dtype=torch.float64)
+            if world > 1:
+                dist.all_reduce(loss_sum)
+            record = {"epoch": epoch, "train_logloss": float(loss_sum[0] / loss_sum[1])}
+            if valid is not None:
+                record["valid_auc"] = auc(valid.labels.numpy(), self._scores(model, valid, config))
+            history.append(record)
+            logger.info("epoch %s", record)
+            score = record.get("valid_auc", epoch)  # without valid data the last epoch is kept
+            if score > best_auc:
+                best_auc, best_epoch = score, epoch
+                best_state = full_state_dict(model) if world > 1 else _copy_state(model)
+            elif epoch - best_epoch >= config.patience:
+                break
+        return best_state, history, best_epoch
+
+    def _scores(self, model: nn.Module, encoded: EncodedFrame, config: TorchRecConfig) -> np.ndarray:
+        """p(click) of every row of `encoded`, each global batch split across processes."""
+        rank, world = rank_and_world()
+        model.eval()
+        pieces = []
+        with torch.no_grad():
+            for rows in batch_rows(len(encoded), 4 * config.batch_size, shuffle=False, seed=0):
+                batch = self.provider_.batch(encoded, torch.tensor_split(rows, world)[rank])
+                logits = model(batch.dense_features, batch.sparse_features).squeeze(-1)  # (b,)
+                pieces.append(torch.sigmoid(logits).double().numpy())
+        return gather_pieces(pieces) if world > 1 else np.concatenate(pieces)
+
+    def predict(self, frame: pl.DataFrame) -> np.ndarray:
+        """p(click) as float64 (n_rows,); unknown ids use their table's row 0 (counts are logged)."""
+        if not hasattr(self, "model_"):
+            raise ValueError("TorchRecRanker is not fitted: call fit() or load() first")
+        encoded = self.provider_.encode(frame)
+        logger.info("predict counts %s", _counts(encoded))
+        config = self.config or TorchRecConfig()
+        pieces = []
+        with torch.no_grad():
+            for batch in self.provider_.batches(encoded, 4 * config.batch_size):
+                logits = self.model_(batch.dense_features, batch.sparse_features).squeeze(-1)  # (b,)
+                pieces.append(torch.sigmoid(logits).double().numpy())
+        return np.concatenate(pieces) if pieces else np.zeros(0)
+
+    def save(self, folder: str | Path) -> Path:
+        """Writes model.safetensors, ranker.json (config, history) and provider/ (vocabularies, store)."""
+        folder = Path(folder)
+        save_weights(folder / "model.safetensors", self.model_.state_dict())
+        self.provider_.save(folder / "provider")
+        meta = {
+            "config": asdict(self.config or TorchRecConfig()),
+            "history": self.history_,
+            "best_epoch": self.best_epoch_,
+            "fit_counts": self.fit_counts_,
+        }
+        write_json(folder / "ranker.json", meta)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "TorchRecRanker":
+        """Reads a ranker written by `save`; raises CheckpointError if the weights do not fit the config."""
+        folder = Path(folder)
+        meta = read_json(folder / "ranker.json")
+        config = config_from_dict(TorchRecConfig, meta["config"], source=str(folder / "ranker.json"))
+        provider = FeatureProvider.load(folder / "provider")
+        ranker = cls(config, provider.cover_store, provider.user_cohorts)
+        ranker.provider_, ranker.history_, ranker.best_epoch_ = provider, meta["history"], meta["best_epoch"]
+        ranker.fit_counts_ = meta["fit_counts"]
+        ranker.model_ = build_dlrm(config, provider.table_sizes(), provider.dense_width)
+        try:
+            ranker.model_.load_state_dict(load_weights(folder / "model.safetensors"))
+        except RuntimeError as err:
+            raise CheckpointError(
+                f"{folder / 'model.safetensors'} does not match {folder / 'ranker.json'}: {err}"
+            ) from err
+        ranker.model_.eval()
+        return ranker
+
+
+def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _counts(encoded: EncodedFrame) -> dict:
+    return {
+        "rows": len(encoded),
+        "unknown_ids": encoded.n_unknown,
+        "cover_exact": encoded.n_cover_exact,
+        "cover_fallback": encoded.n_cover_fallback,
+        "cover_missing": encoded.n_cover_missing,
+        "default_cohort": encoded.n_default_cohort,
+    }
+
+
+def fit_from_files(
+    train: Path,
+    out: Path,
+    spec: FeatureSpec,
+    valid: Path | None = None,
+    config: Path | None = None,
+    cover_store: Path | None = None,
+    user_cohorts: Path | None = None,
+    seed: int = 0,
+) -> TorchRecRanker:
+    """Fits from parquet files and saves (rank 0); under `torchrun`, in a gloo/nccl process group with DMP.
+
+    Args:
+        train: parquet frame with the spec's columns.
+        out: checkpoint folder, written by rank 0.
+        spec: id, dense, embedding and label columns.
+        valid: optional parquet frame for early stopping on AUC.
+        config: optional TOML file with TorchRecConfig fields.
+        cover_store: optional folder of a saved CoverEmbeddingStore (switch config.cover_features on).
+        user_cohorts: optional parquet frame (user_id, cohort_id).
+        seed: initial weights and batch order.
+
+    Returns:
+        The fitted ranker (the same on every process).
+    """
+    distributed = "WORLD_SIZE" in os.environ
+    if distributed:
+        dist.init_process_group("gloo")
+    try:
+        settings = load_toml_config(TorchRecConfig, config) if config else TorchRecConfig()
+        store = CoverEmbeddingStore.load(cover_store) if cover_store else None
+        cohorts = pl.read_parquet(user_cohorts) if user_cohorts else None
+        valid_frame = pl.read_parquet(valid) if valid else None
+        ranker = TorchRecRanker(settings, store, cohorts).fit(pl.read_parquet(train), spec, valid_frame, seed)
+        if rank_and_world()[0] == 0:
+            ranker.save(out)
+            print(f"saved {out} (best epoch {ranker.best_epoch_}, history {ranker.history_})")
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+    return ranker
