@@ -1,0 +1,586 @@
+"""Personalized reward model: calibrated p(click | user, cover), learned offline from impression logs.
+
+score(user u, cover c) = <user_vec(u), cover_vec(c)> + user_bias(u) + cover_bias(c) + item_bias(item)
+  cover_vec = cover tower(image features or pixels) (+ a linear map of the title embedding)
+  user_vec  = id embedding(u) + W @ mean(cover_vec of the covers u clicked in the training log)
+
+Row 0 of the user tables is the generic user: a share of training rows (`user_dropout`) is shown as row 0
+with an empty history, so user_id -1 scores the population's p(click | cover). Training rows see a
+history built out-of-fold (rows are split into `history_folds` folds; a row's history pools the user's
+clicks from the other folds), so no row sees its own label. Prediction uses the history of the whole
+training log, which lies strictly before the rows being predicted under a temporal split.
+"""
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from icg_rec.errors import CheckpointError, SchemaError, UnknownIdError
+from icg_rec.io import load_weights, read_json, save_weights, write_json
+from icg_rec.rewards.base import RewardInputs
+
+TOWERS = ("embedding", "cnn")
+
+
+@dataclass
+class PersonalizedConfig:
+    cover_tower: str = "embedding"  # "embedding": MLP on frozen image-encoder features; "cnn": CNN on pixels
+    image_size: int = 64  # cnn tower: side of the square covers it reads, in pixels
+    cnn_channels: int = 16  # cnn tower: channels of the first conv layer (doubled twice)
+    dim: int = 16  # width of the shared user / cover space
+    hidden: int = 64  # hidden width of the embedding tower's MLP
+    dropout: float = 0.3  # dropout inside the cover tower
+    use_user: bool = True  # False: non-personalized cover model (no user side at all)
+    use_history: bool = True  # pool the covers a user clicked into the user vector
+    use_item_bias: bool = True  # a learned bias per training item id (0 for items never seen in fit)
+    user_dropout: float = 0.1  # share of training rows shown as the generic user (trains row 0)
+    history_folds: int = 5  # out-of-fold history for training rows
+    pairwise_weight: float = 0.0  # weight of the within-user Bradley-Terry term added to pointwise BCE
+    epochs: int = 6  # passes over the training rows (the best epoch on the validation slice is kept)
+    batch_size: int = 1024  # training rows per step
+    lr: float = 3e-3  # AdamW learning rate
+    weight_decay: float = 1e-2  # AdamW weight decay
+    user_l2: float = 1e-1  # L2 penalty on the id embedding and bias of each user in a batch
+    valid_fraction: float = 0.1  # each user's latest share of rows, for early stopping and calibration
+
+
+@dataclass
+class CoverFeatures:
+    """What the cover tower reads for a set of items."""
+
+    item_ids: np.ndarray  # (n,) int64
+    images: np.ndarray  # (n, d) frozen image-encoder features ("embedding") or (n, 3, S, S) pixels ("cnn")
+    titles: np.ndarray | None = None  # (n, t) title embeddings, optional
+
+
+class _CnnTower(nn.Module):
+    """Three strided convs on a 32x32 average-pooled copy + global pool and per-channel colour moments."""
+
+    def __init__(self, channels: int, dim: int) -> None:
+        super().__init__()
+        c = channels
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, c, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1), nn.GELU(),
+        )  # fmt: skip
+        self.out = nn.Linear(4 * c + 6, dim)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels - 0.5  # (batch, 3, S, S)
+        if x.shape[-1] > 32:
+            x = F.adaptive_avg_pool2d(x, 32)  # (batch, 3, 32, 32): colour and layout survive, cost / 4+
+        pooled = self.convs(x).mean(dim=(2, 3))  # (batch, 4c)
+        stats = torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)  # (batch, 6) colour moments
+        return self.out(torch.cat([pooled, stats], dim=1))  # (batch, dim)
+
+
+class _Net(nn.Module):
+    def __init__(self, config: PersonalizedConfig, n_users: int, n_items: int, feat_dim: int, title_dim: int):
+        super().__init__()
+        d = config.dim
+        if config.cover_tower == "cnn":
+            self.tower: nn.Module = _CnnTower(config.cnn_channels, d)
+        else:
+            self.tower = nn.Sequential(
+                nn.Linear(feat_dim, config.hidden), nn.GELU(), nn.Dropout(config.dropout),
+                nn.Linear(config.hidden, d),
+            )  # fmt: skip
+        self.register_buffer("feat_mean", torch.zeros(feat_dim))  # embedding tower input standardisation
+        self.register_buffer("feat_std", torch.ones(feat_dim))
+        self.title = nn.Linear(title_dim, d, bias=False) if title_dim else None
+        self.register_buffer("title_table", torch.zeros(n_items + 1, title_dim))  # row 0: unknown item
+        self.cover_bias = nn.Linear(d, 1)  # generic attractiveness of a cover + global bias
+        self.use_item_bias = config.use_item_bias
+        self.item_bias = nn.Embedding(n_items + 1, 1, padding_idx=0)
+        nn.init.zeros_(self.item_bias.weight)
+        self.user_emb = nn.Embedding(n_users + 1, d)  # row 0: generic user
+        nn.init.normal_(self.user_emb.weight, std=0.01)
+        self.user_bias = nn.Embedding(n_users + 1, 1)
+        nn.init.zeros_(self.user_bias.weight)
+        self.hist_proj = nn.Linear(d, d, bias=False)
+        self.count_head = nn.Linear(
+            2, 1, bias=False
+        )  # reads log1p(clicks, impressions) of the user's history
+        self.register_buffer("user_hist", torch.zeros(n_users + 1, d + 2))  # pooled clicked covers + counts
+
+    def cover_vec(self, images: torch.Tensor, titles: torch.Tensor | None) -> torch.Tensor:
+        """Cover vectors from tower inputs (features or pixels), plus the title term where titles are given."""
+        x = images
+        if x.ndim == 2:
+            x = (x - self.feat_mean) / self.feat_std  # (batch, feat_dim)
+        c = self.tower(x)  # (batch, dim)
+        if self.title is not None and titles is not None:
+            c = c + self.title(titles)  # (batch, dim)
+        return c
+
+    def logit(
+        self, c: torch.Tensor, user_rows: torch.Tensor, hist: torch.Tensor | None, item_rows: torch.Tensor
+    ) -> torch.Tensor:
+        s = self.cover_bias(c)[:, 0]  # (batch,)
+        if self.use_item_bias:
+            s = s + self.item_bias(item_rows)[:, 0]
+        if hist is None:
+            return s
+        pooled, counts = hist[:, :-2], hist[:, -2:]  # (batch, dim), (batch, 2)
+        u = self.user_emb(user_rows) + self.hist_proj(pooled)  # (batch, dim)
+        return s + (u * c).sum(dim=1) + self.user_bias(user_rows)[:, 0] + self.count_head(counts)[:, 0]
+
+
+class PersonalizedRewardModel:
+    """p(click | user, cover) with scikit-learn habits, usable as the "personalized" Reward.
+
+    As a Reward it is differentiable in the pixels: "embedding" towers run pixels -> image_encoder.forward
+    -> cover tower; "cnn" towers read the pixels directly (they must be image_size x image_size).
+
+    Args:
+        config: model and training settings.
+        image_encoder: the frozen ImageEncoder whose features the "embedding" tower was trained on; needed
+            only to score pixels (the Reward call), not to fit or predict from precomputed features.
+    """
+
+    name = "personalized"
+    differentiable = True
+
+    def __init__(
+        self, config: PersonalizedConfig | None = None, image_encoder: nn.Module | None = None
+    ) -> None:
+        self.config = config or PersonalizedConfig()
+        self.image_encoder = image_encoder
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self, interactions: pl.DataFrame, covers: CoverFeatures, seed: int = 0, progress: bool = False
+    ) -> "PersonalizedRewardModel":
+        """Trains on impressions, keeping the epoch with the best log loss on each user's latest rows.
+
+        Args:
+            interactions: user_id, item_id, label (1 click / 0 not), timestamp.
+            covers: tower inputs for (at least) every item in `interactions`.
+            seed: seeds initialisation, folds, dropout and batching.
+            progress: show a tqdm bar over epochs.
+
+        Returns:
+            self, with `net_`, `user_ids_`, `item_ids_`, `platt_` (a, b), `history_` (per-epoch losses).
+        """
+        cfg = self.config
+        if cfg.cover_tower not in TOWERS:
+            raise ValueError(f"cover_tower must be one of {TOWERS}, got {cfg.cover_tower!r}")
+        _check_columns(interactions, ("user_id", "item_id", "label", "timestamp"), "interactions")
+        self._check_covers(covers)
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        train, valid = _latest_per_user(interactions, cfg.valid_fraction)
+        self.user_ids_ = np.unique(train["user_id"].to_numpy())
+        self.item_ids_ = np.asarray(covers.item_ids, dtype=np.int64)
+        order = np.argsort(self.item_ids_)
+        self.item_ids_ = self.item_ids_[order]
+        images = torch.as_tensor(np.asarray(covers.images)[order], dtype=torch.float32)
+        titles = None if covers.titles is None else torch.as_tensor(covers.titles[order], dtype=torch.float32)
+        self.image_encoder_name_ = getattr(self.image_encoder, "name", None)
+        net = _Net(cfg, len(self.user_ids_), len(self.item_ids_), _feat_dim(images), _title_dim(titles))
+        if images.ndim == 2:
+            net.feat_mean.copy_(images.mean(0))
+            net.feat_std.copy_(images.std(0) + 1e-6)
+        if titles is not None:
+            net.title_table[1:] = titles
+        self.net_ = net
+
+        u = torch.as_tensor(self._user_rows(train["user_id"].to_numpy()))
+        i = torch.as_tensor(self._item_rows(train["item_id"].to_numpy(), strict=True))
+        y = torch.tensor(train["label"].to_numpy(), dtype=torch.float32)
+        folds = torch.as_tensor(rng.integers(0, cfg.history_folds, len(y)))
+        hist_oof = _history_matrix(
+            u, i, y, folds, len(self.user_ids_) + 1, len(self.item_ids_) + 1, cfg.history_folds
+        )
+        n_user_rows = len(self.user_ids_) + 1
+        counts_oof = _history_counts(u, y, folds, n_user_rows, cfg.history_folds)  # (n_user_rows * folds, 2)
+        counts_full = _history_counts(u, y, torch.zeros_like(folds), n_user_rows, 1)  # (n_user_rows, 2)
+        hist_full = _history_matrix(
+            u, i, y, torch.zeros_like(folds) - 1, len(self.user_ids_) + 1, len(self.item_ids_) + 1, 1
+        )
+        vu = torch.as_tensor(self._user_rows(valid["user_id"].to_numpy()))
+        vi = torch.as_tensor(self._item_rows(valid["item_id"].to_numpy(), strict=True))
+        vy = torch.tensor(valid["label"].to_numpy(), dtype=torch.float32)
+        negs = _negatives_by_user(u, y, len(self.user_ids_) + 1)
+        _init_biases(net, u, i, y)
+
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        gen = torch.Generator().manual_seed(seed)
+        best, best_state, self.history_ = np.inf, None, []
+        for _epoch in tqdm(range(cfg.epochs), desc="personalized reward", disable=not progress):
+            net.train()
+            perm = torch.randperm(len(y), generator=gen)
+            for start in range(0, len(y), cfg.batch_size):
+                b = perm[start : start + cfg.batch_size]
+                c_all = self._all_covers(images)  # (n_items + 1, dim)
+                logits = self._train_logits(c_all, (hist_oof, counts_oof), u[b], i[b], folds[b], gen)
+                loss = F.binary_cross_entropy_with_logits(logits, y[b]) + cfg.user_l2 * self._user_penalty(
+                    u[b]
+                )
+                if cfg.pairwise_weight and cfg.use_user:
+                    loss = loss + cfg.pairwise_weight * self._pairwise(
+                        c_all, (hist_oof, counts_oof), u, i, y, folds, b, negs, gen
+                    )
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            net.eval()
+            with torch.no_grad():
+                net.user_hist.copy_(torch.cat([hist_full @ self._all_covers(images), counts_full], dim=1))
+                v_logits = self._logits_rows(net, vu, vi, images) if len(vy) else None
+                v_loss = F.binary_cross_entropy_with_logits(v_logits, vy).item() if len(vy) else loss.item()
+            self.history_.append({"train_loss": loss.item(), "valid_loss": v_loss})
+            if v_loss < best:
+                best, best_state = v_loss, {k: t.clone() for k, t in net.state_dict().items()}
+        net.load_state_dict(best_state)
+        self.platt_ = _fit_platt(self._logits_rows(net, vu, vi, images), vy) if len(vy) else (1.0, 0.0)
+        return self
+
+    def _all_covers(self, images: torch.Tensor) -> torch.Tensor:
+        c = self.net_.cover_vec(images, self.net_.title_table[1:])  # (n_items, dim)
+        return torch.cat([torch.zeros(1, c.shape[1]), c])  # (n_items + 1, dim); row 0 unused
+
+    def _train_logits(self, c_all, hist_oof, u, i, folds, gen) -> torch.Tensor:
+        cfg = self.config
+        if not cfg.use_user:
+            return self.net_.logit(c_all[i], u, None, i)
+        drop = torch.rand(len(u), generator=gen) < cfg.user_dropout
+        ub = torch.where(drop, torch.zeros_like(u), u)
+        return self.net_.logit(c_all[i], ub, self._oof_history(c_all, hist_oof, ub, folds), i)
+
+    def _oof_history(self, c_all, hist_oof, u, folds) -> torch.Tensor:
+        """Out-of-fold history of training rows: pooled clicked covers and log1p counts, (batch, dim + 2)."""
+        if not self.config.use_history:
+            return torch.zeros(len(u), self.config.dim + 2)
+        matrix, counts = hist_oof
+        rows = u * self.config.history_folds + folds
+        return torch.cat([(matrix @ c_all)[rows], counts[rows]], dim=1)
+
+    def _user_penalty(self, u: torch.Tensor) -> torch.Tensor:
+        """Mean squared norm of the batch's user rows (id embedding and bias)."""
+        if not self.config.use_user:
+            return torch.zeros(())
+        return (self.net_.user_emb(u) ** 2).sum(1).mean() + (self.net_.user_bias(u) ** 2).mean()
+
+    def _pairwise(self, c_all, hist_oof, u, i, y, folds, b, negs, gen) -> torch.Tensor:
+        """Bradley-Terry: each positive in the batch against a random shown-not-clicked row of its user."""
+        starts, counts, rows = negs
+        pos = b[y[b] > 0]
+        pos = pos[counts[u[pos]] > 0]
+        if len(pos) == 0:
+            return torch.zeros(())
+        pick = (torch.rand(len(pos), generator=gen) * counts[u[pos]]).long()
+        neg = rows[starts[u[pos]] + pick]
+
+        def score(r: torch.Tensor) -> torch.Tensor:
+            return self.net_.logit(
+                c_all[i[r]], u[r], self._oof_history(c_all, hist_oof, u[r], folds[r]), i[r]
+            )
+
+        return -F.logsigmoid(score(pos) - score(neg)).mean()
+
+    def _logits_rows(self, net: _Net, u: torch.Tensor, i: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        c = self._all_covers(images)[i]  # (n, dim)
+        hist = net.user_hist[u] if self.config.use_history else torch.zeros(len(u), self.config.dim + 2)
+        return net.logit(c, u, hist if self.config.use_user else None, i)
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, frame: pl.DataFrame, covers: CoverFeatures) -> np.ndarray:
+        """Calibrated p(click) for each (user_id, item_id) row; user_id -1 is the generic user.
+
+        Args:
+            frame: user_id and item_id columns.
+            covers: tower inputs holding every item of `frame` (items unseen in fit get item bias 0).
+
+        Returns:
+            float64 (n_rows,).
+        """
+        self._check_fitted()
+        _check_columns(frame, ("user_id", "item_id"), "frame")
+        self._check_covers(covers)
+        cover_ids = np.asarray(covers.item_ids, dtype=np.int64)
+        order = np.argsort(cover_ids)
+        items = frame["item_id"].to_numpy()
+        pos = np.searchsorted(cover_ids[order], items).clip(0, len(cover_ids) - 1)
+        if missing := sorted(set(items[cover_ids[order][pos] != items].tolist())):
+            raise UnknownIdError(
+                f"covers hold no features for {len(missing)} item id(s) of frame, e.g. {missing[:5]}"
+            )
+        images = torch.as_tensor(np.asarray(covers.images)[order][pos], dtype=torch.float32)
+        if self.net_.title is not None and covers.titles is None:
+            raise SchemaError("this model reads title embeddings: covers.titles is required")
+        titles = (
+            None if covers.titles is None else torch.as_tensor(covers.titles[order][pos], dtype=torch.float32)
+        )
+        u = torch.as_tensor(self._user_rows(frame["user_id"].to_numpy()))
+        i = torch.as_tensor(self._item_rows(items, strict=False))
+        net = self.net_.eval()
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(u), 4096):
+                c = net.cover_vec(images[s : s + 4096], None if titles is None else titles[s : s + 4096])
+                out.append(self._head(c, u[s : s + 4096], i[s : s + 4096]))
+        return torch.cat(out).double().numpy() if out else np.zeros(0)
+
+    def _head(self, c: torch.Tensor, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        """Calibrated probability from cover vectors and table rows."""
+        hist = self.net_.user_hist[u] if self.config.use_history else torch.zeros(len(u), self.config.dim + 2)
+        logit = self.net_.logit(c, u, hist if self.config.use_user else None, i)  # (batch,)
+        a, b = self.platt_
+        return torch.sigmoid(a * logit + b)
+
+    # ------------------------------------------------------------------ reward
+    def __call__(self, inputs: RewardInputs) -> torch.Tensor:
+        """Calibrated p(click) of each cover for its user, differentiable in `inputs.images`.
+
+        Returns:
+            (batch,) in (0, 1). Unknown user ids raise UnknownIdError; pass -1 for the generic user.
+        """
+        self._check_fitted()
+        images = inputs.images
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (batch, 3, H, W) in [0, 1], got shape {tuple(images.shape)}")
+        n = images.shape[0]
+        if self.config.cover_tower == "cnn":
+            s = self.config.image_size
+            if images.shape[2:] != (s, s):
+                raise ValueError(f"the cnn cover tower reads {s}x{s} covers, got {tuple(images.shape[2:])}")
+            x = images
+        else:
+            if self.image_encoder is None:
+                raise ValueError("an 'embedding' cover tower needs image_encoder= to score pixels")
+            x = self.image_encoder(images)  # (batch, feat_dim)
+        users = inputs.user_ids if inputs.user_ids is not None else torch.full((n,), -1)
+        u = torch.as_tensor(self._user_rows(users.cpu().numpy()))
+        if inputs.item_ids is None:
+            if self.net_.title is not None:
+                raise ValueError("this model reads title embeddings by item id: pass inputs.item_ids")
+            i = torch.zeros(n, dtype=torch.long)
+        else:
+            i = torch.as_tensor(
+                self._item_rows(inputs.item_ids.cpu().numpy(), strict=self.net_.title is not None)
+            )
+        self.net_.eval()
+        titles = self.net_.title_table[i] if self.net_.title is not None else None  # (batch, title_dim)
+        return self._head(self.net_.cover_vec(x, titles), u, i)
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, folder: str | Path) -> Path:
+        """Writes config.json and weights.safetensors into `folder`."""
+        self._check_fitted()
+        folder = Path(folder)
+        meta = {
+            "config": asdict(self.config),
+            "platt": list(self.platt_),
+            "image_encoder_name": self.image_encoder_name_,
+            "feat_dim": int(self.net_.feat_mean.shape[0]),
+            "title_dim": int(self.net_.title_table.shape[1]),
+        }
+        tensors = dict(self.net_.state_dict())
+        tensors["user_ids"] = torch.as_tensor(self.user_ids_)
+        tensors["item_ids"] = torch.as_tensor(self.item_ids_)
+        save_weights(folder / "weights.safetensors", tensors)
+        write_json(folder / "config.json", meta)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, image_encoder: nn.Module | None = None) -> "PersonalizedRewardModel":
+        """Loads a model written by `save`; the image encoder must carry the name it was fitted with."""
+        folder = Path(folder)
+        meta = read_json(folder / "config.json")
+        tensors = load_weights(folder / "weights.safetensors")
+        known = {f.name for f in fields(PersonalizedConfig)}
+        if not isinstance(meta.get("config"), dict) or set(meta["config"]) - known:
+            raise CheckpointError(f"{folder / 'config.json'} does not hold a PersonalizedConfig")
+        name = getattr(image_encoder, "name", None)
+        if image_encoder is not None and meta["image_encoder_name"] not in (None, name):
+            raise CheckpointError(
+                f"{folder} was fitted on image encoder {meta['image_encoder_name']!r}, got {name!r}"
+            )
+        model = cls(PersonalizedConfig(**meta["config"]), image_encoder)
+        model.user_ids_ = tensors.pop("user_ids", torch.zeros(0, dtype=torch.long)).numpy()
+        model.item_ids_ = tensors.pop("item_ids", torch.zeros(0, dtype=torch.long)).numpy()
+        model.net_ = _Net(
+            model.config, len(model.user_ids_), len(model.item_ids_), meta["feat_dim"], meta["title_dim"]
+        )
+        try:
+            model.net_.load_state_dict(tensors)
+        except RuntimeError as err:
+            raise CheckpointError(
+                f"{folder / 'weights.safetensors'} does not match its config: {err}"
+            ) from err
+        model.platt_ = tuple(meta["platt"])
+        model.image_encoder_name_ = meta["image_encoder_name"]
+        return model
+
+    # ------------------------------------------------------------------ helpers
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise ValueError("PersonalizedRewardModel is not fitted: call fit() or load() first")
+
+    def _check_covers(self, covers: CoverFeatures) -> None:
+        images = np.asarray(covers.images)
+        n = len(covers.item_ids)
+        want = 2 if self.config.cover_tower == "embedding" else 4
+        if images.ndim != want or images.shape[0] != n:
+            shape = "(n, feat_dim) features" if want == 2 else "(n, 3, S, S) pixels"
+            raise SchemaError(
+                f"a {self.config.cover_tower!r} cover tower reads {shape} for {n} item ids, got {images.shape}"
+            )
+        if want == 4 and images.shape[1:] != (3, self.config.image_size, self.config.image_size):
+            raise SchemaError(
+                f"cnn covers must be (n, 3, {self.config.image_size}, {self.config.image_size}), got {images.shape}"
+            )
+        if covers.titles is not None and len(covers.titles) != n:
+            raise SchemaError(f"covers.titles has {len(covers.titles)} rows for {n} item ids")
+
+    def _user_rows(self, user_ids: np.ndarray) -> np.ndarray:
+        """Table rows of user ids: -1 -> 0 (generic); unknown ids raise UnknownIdError."""
+        user_ids = np.asarray(user_ids, dtype=np.int64)
+        if not self.config.use_user:
+            return np.zeros(len(user_ids), dtype=np.int64)
+        pos = np.searchsorted(self.user_ids_, user_ids).clip(0, max(len(self.user_ids_) - 1, 0))
+        known = self.user_ids_[pos] == user_ids
+        if bad := sorted(set(user_ids[~known & (user_ids != -1)].tolist())):
+            raise UnknownIdError(
+                f"{len(bad)} user id(s) were not in the training log, e.g. {bad[:5]}; pass -1 for the generic user"
+            )
+        return np.where(known, pos + 1, 0)
+
+    def _item_rows(self, item_ids: np.ndarray, strict: bool) -> np.ndarray:
+        """Table rows of item ids; unknown -> 0 (no item bias), or UnknownIdError when `strict`."""
+        item_ids = np.asarray(item_ids, dtype=np.int64)
+        pos = np.searchsorted(self.item_ids_, item_ids).clip(0, len(self.item_ids_) - 1)
+        known = self.item_ids_[pos] == item_ids
+        if strict and (bad := sorted(set(item_ids[~known].tolist()))):
+            raise UnknownIdError(f"{len(bad)} item id(s) have no cover features, e.g. {bad[:5]}")
+        return np.where(known, pos + 1, 0)
+
+
+def _check_columns(frame: pl.DataFrame, needed: tuple[str, ...], what: str) -> None:
+    if missing := [c for c in needed if c not in frame.columns]:
+        raise SchemaError(
+            f"{what} is missing column(s) {missing}; expected {list(needed)}, got {frame.columns}"
+        )
+
+
+def _feat_dim(images: torch.Tensor) -> int:
+    return images.shape[1] if images.ndim == 2 else 1
+
+
+def _title_dim(titles: torch.Tensor | None) -> int:
+    return 0 if titles is None else titles.shape[1]
+
+
+def _latest_per_user(frame: pl.DataFrame, fraction: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Splits off each user's latest `fraction` of rows (floor, so users with few rows stay in train)."""
+    ranked = frame.with_row_index("_row").with_columns(
+        (
+            pl.col("timestamp").rank("ordinal").over("user_id")
+            > (pl.len().over("user_id") * (1 - fraction)).ceil()
+        ).alias("_valid")
+    )
+    valid = ranked.filter(pl.col("_valid")).sort("_row").drop("_row", "_valid")
+    return ranked.filter(~pl.col("_valid")).sort("_row").drop("_row", "_valid"), valid
+
+
+def _history_matrix(
+    u: torch.Tensor,
+    i: torch.Tensor,
+    y: torch.Tensor,
+    folds: torch.Tensor,
+    n_user_rows: int,
+    n_item_rows: int,
+    k: int,
+) -> torch.Tensor:
+    """Sparse (n_user_rows * k, n_item_rows): row u*k+f averages u's clicked items outside fold f.
+
+    With k == 1 and folds == -1 every click counts (the full history).
+    """
+    clicked = y > 0
+    cu, ci, cf = u[clicked], i[clicked], folds[clicked]
+    rows, cols = [], []
+    for f in range(k):
+        keep = cf != f
+        rows.append(cu[keep] * k + f)
+        cols.append(ci[keep])
+    r, c = torch.cat(rows), torch.cat(cols)
+    counts = torch.bincount(r, minlength=n_user_rows * k).clamp(min=1).float()
+    values = 1.0 / counts[r]
+    return torch.sparse_coo_tensor(
+        torch.stack([r, c]), values, (n_user_rows * k, n_item_rows), check_invariants=False
+    ).coalesce()
+
+
+def _history_counts(
+    u: torch.Tensor, y: torch.Tensor, folds: torch.Tensor, n_user_rows: int, k: int
+) -> torch.Tensor:
+    """log1p of (clicks, impressions) per (user row * k + fold), counting the user's rows outside that fold.
+
+    With k == 1 and folds == 0 it counts every row (the full history).
+    """
+    total = torch.stack(
+        [torch.bincount(u, y, n_user_rows), torch.bincount(u, minlength=n_user_rows).float()], 1
+    )
+    in_fold = torch.stack(
+        [
+            torch.bincount(u * k + folds, y, n_user_rows * k),
+            torch.bincount(u * k + folds, minlength=n_user_rows * k).float(),
+        ],
+        1,
+    )  # (n_user_rows * k, 2)
+    outside = total.repeat_interleave(k, dim=0) - in_fold if k > 1 else total
+    return torch.log1p(outside.float())
+
+
+def _init_biases(
+    net: _Net, u: torch.Tensor, i: torch.Tensor, y: torch.Tensor, smoothing: float = 10.0
+) -> None:
+    """Starts the global, item and user biases at smoothed log-odds of the click rates.
+
+    Adam moves each parameter by about lr per step, so biases started at 0 would need far more steps
+    than early stopping allows to reach item/user effects of +-1 logit.
+    """
+    rate = y.mean().clamp(1e-4, 1 - 1e-4)
+    with torch.no_grad():
+        net.cover_bias.bias.fill_(torch.logit(rate))
+        for table, rows in ((net.item_bias, i), (net.user_bias, u)):
+            n = table.weight.shape[0]
+            clicks = torch.bincount(rows, y, n)
+            shown = torch.bincount(rows, minlength=n).float()
+            smoothed = (clicks + smoothing * rate) / (shown + smoothing)  # (n,)
+            table.weight[:, 0] = torch.logit(smoothed) - torch.logit(rate)
+            table.weight[0] = 0.0
+
+
+def _negatives_by_user(u: torch.Tensor, y: torch.Tensor, n_user_rows: int):
+    """CSR-style index of each user's shown-not-clicked training rows: (starts, counts, rows)."""
+    neg_rows = torch.nonzero(y == 0)[:, 0]
+    order = torch.argsort(u[neg_rows], stable=True)
+    rows = neg_rows[order]
+    counts = torch.bincount(u[rows], minlength=n_user_rows)
+    starts = torch.cumsum(counts, 0) - counts
+    return starts, counts, rows
+
+
+def _fit_platt(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Platt scaling: (a, b) minimising the log loss of sigmoid(a * logit + b) on a validation slice."""
+    ab = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
+    x, y = logits.detach().double(), labels.double()
+    opt = torch.optim.LBFGS([ab], max_iter=100)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(ab[0] * x + ab[1], y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(ab[0].detach()), float(ab[1].detach())

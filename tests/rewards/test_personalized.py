@@ -1,0 +1,174 @@
+import copy
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from icg_rec.errors import CheckpointError, SchemaError, UnknownIdError
+from icg_rec.metrics import auc
+from icg_rec.rewards.base import RewardInputs
+from icg_rec.rewards.personalized import (
+    CoverFeatures,
+    PersonalizedConfig,
+    PersonalizedRewardModel,
+    _history_counts,
+    _history_matrix,
+)
+
+CNN = PersonalizedConfig(
+    cover_tower="cnn",
+    image_size=8,
+    cnn_channels=4,
+    dim=8,
+    epochs=15,
+    batch_size=64,
+    lr=1e-2,
+    valid_fraction=0.2,
+)
+EMB = PersonalizedConfig(dim=8, hidden=16, epochs=15, batch_size=64, lr=1e-2, valid_fraction=0.2)
+
+
+@pytest.fixture(scope="module")
+def cnn_model(taste_log):
+    frame, covers = taste_log
+    return PersonalizedRewardModel(CNN).fit(frame, CoverFeatures(np.arange(24), covers.numpy()), seed=0)
+
+
+@pytest.fixture(scope="module")
+def emb_model(taste_log, tiny_image_encoder):
+    frame, covers = taste_log
+    with torch.no_grad():
+        feats = tiny_image_encoder(covers).numpy()
+    model = PersonalizedRewardModel(EMB, image_encoder=tiny_image_encoder)
+    return model.fit(frame, CoverFeatures(np.arange(24), feats), seed=0)
+
+
+def test_learns_each_users_colour_taste(cnn_model, taste_log):
+    frame, covers = taste_log
+    users = torch.arange(20).repeat_interleave(24)  # every user x every item
+    items = torch.arange(24).repeat(20)
+    p = cnn_model(RewardInputs(images=covers[items], item_ids=items, user_ids=users)).detach().numpy()
+    likes = ((items < 12) == (users % 2 == 0)).numpy()
+    assert auc(likes, p) > 0.9
+
+
+def test_gradients_flow_from_reward_to_pixels(emb_model, cnn_model, taste_log):
+    _, covers = taste_log
+    for model in (emb_model, cnn_model):
+        pixels = covers[:3].clone().requires_grad_(True)
+        reward = model(
+            RewardInputs(images=pixels, item_ids=torch.arange(3), user_ids=torch.tensor([0, 1, -1]))
+        )
+        reward.sum().backward()
+        assert reward.shape == (3,)
+        assert pixels.grad is not None and pixels.grad.abs().sum() > 0
+
+
+def test_generic_user_is_minus_one_or_no_user_ids(cnn_model, taste_log):
+    _, covers = taste_log
+    explicit = cnn_model(RewardInputs(images=covers[:4], user_ids=torch.full((4,), -1)))
+    implicit = cnn_model(RewardInputs(images=covers[:4]))
+    torch.testing.assert_close(explicit, implicit)
+
+
+def test_unknown_user_raises_unless_generic(cnn_model, taste_log):
+    frame, covers = taste_log
+    with pytest.raises(UnknownIdError, match=r"\[99\].*-1"):
+        cnn_model(RewardInputs(images=covers[:2], user_ids=torch.tensor([0, 99])))
+    with pytest.raises(UnknownIdError, match="99"):
+        cnn_model.predict(
+            pl.DataFrame({"user_id": [99], "item_id": [0]}), CoverFeatures(np.arange(24), covers.numpy())
+        )
+
+
+def test_wrong_image_size_raises(cnn_model, taste_log):
+    with pytest.raises(ValueError, match="8x8"):
+        cnn_model(RewardInputs(images=torch.rand(2, 3, 16, 16)))
+    with pytest.raises(ValueError, match=r"\(batch, 3, H, W\)"):
+        cnn_model(RewardInputs(images=torch.rand(2, 8, 8)))
+
+
+def test_embedding_tower_needs_an_encoder_to_score_pixels(emb_model, taste_log):
+    no_encoder = copy.copy(emb_model)
+    no_encoder.image_encoder = None
+    with pytest.raises(ValueError, match="image_encoder"):
+        no_encoder(RewardInputs(images=taste_log[1][:2]))
+
+
+def test_bad_inputs_to_fit(taste_log):
+    frame, covers = taste_log
+    good = CoverFeatures(np.arange(24), covers.numpy())
+    with pytest.raises(SchemaError, match="timestamp"):
+        PersonalizedRewardModel(CNN).fit(frame.drop("timestamp"), good)
+    with pytest.raises(UnknownIdError, match="no cover features"):
+        PersonalizedRewardModel(CNN).fit(frame, CoverFeatures(np.arange(20), covers[:20].numpy()))
+    with pytest.raises(SchemaError, match=r"\(n, 3, 8, 8\)"):
+        PersonalizedRewardModel(CNN).fit(frame, CoverFeatures(np.arange(24), covers[:, :, :4, :4].numpy()))
+    with pytest.raises(ValueError, match="cover_tower"):
+        PersonalizedRewardModel(PersonalizedConfig(cover_tower="vit")).fit(frame, good)
+    with pytest.raises(ValueError, match="not fitted"):
+        PersonalizedRewardModel(CNN).predict(frame, good)
+
+
+def test_save_load_round_trip(emb_model, taste_log, tiny_image_encoder, tmp_path):
+    frame, covers = taste_log
+    emb_model.save(tmp_path / "m")
+    loaded = PersonalizedRewardModel.load(tmp_path / "m", image_encoder=tiny_image_encoder)
+    inputs = RewardInputs(
+        images=covers[:5], user_ids=torch.tensor([0, 1, 2, -1, 19]), item_ids=torch.arange(5)
+    )
+    torch.testing.assert_close(loaded(inputs), emb_model(inputs), rtol=0, atol=0)
+    with torch.no_grad():
+        feats = CoverFeatures(np.arange(24), tiny_image_encoder(covers).numpy())
+    np.testing.assert_array_equal(loaded.predict(frame, feats), emb_model.predict(frame, feats))
+
+
+def test_load_refuses_another_encoder_and_broken_files(emb_model, tiny_image_encoder, tmp_path):
+    emb_model.save(tmp_path / "m")
+    other = type(tiny_image_encoder)()
+    other.name = "other-encoder"
+    with pytest.raises(CheckpointError, match="other-encoder"):
+        PersonalizedRewardModel.load(tmp_path / "m", image_encoder=other)
+    (tmp_path / "m" / "weights.safetensors").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="weights.safetensors"):
+        PersonalizedRewardModel.load(tmp_path / "m")
+
+
+def test_same_seed_same_numbers(taste_log):
+    frame, covers = taste_log
+    feats = CoverFeatures(np.arange(24), covers.numpy())
+    cfg = PersonalizedConfig(cover_tower="cnn", image_size=8, cnn_channels=4, dim=4, epochs=2, batch_size=128)
+    a = PersonalizedRewardModel(cfg).fit(frame, feats, seed=3).predict(frame, feats)
+    b = PersonalizedRewardModel(cfg).fit(frame, feats, seed=3).predict(frame, feats)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_out_of_fold_history_excludes_the_rows_own_fold():
+    u = torch.tensor([1, 1, 1, 2])
+    i = torch.tensor([1, 2, 3, 1])
+    y = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    folds = torch.tensor([0, 1, 0, 1])
+    h = _history_matrix(u, i, y, folds, n_user_rows=3, n_item_rows=4, k=2).to_dense()
+    assert h[1 * 2 + 0].tolist() == [0.0, 0.0, 1.0, 0.0]  # user 1, fold 0: only item 2 (fold 1) counts
+    assert h[1 * 2 + 1].tolist() == [0.0, 1.0, 0.0, 0.0]  # user 1, fold 1: only item 1
+    assert h[2 * 2 + 1].tolist() == [0.0, 0.0, 0.0, 0.0]  # user 2's one click is in fold 1
+    assert h[2 * 2 + 0].tolist() == [0.0, 1.0, 0.0, 0.0]
+
+
+def test_calibrated_probabilities_match_the_click_rate(cnn_model, taste_log):
+    frame, covers = taste_log
+    p = cnn_model.predict(frame, CoverFeatures(np.arange(24), covers.numpy()))
+    assert p.dtype == np.float64 and ((p > 0) & (p < 1)).all()
+    assert abs(p.mean() - frame["label"].mean()) < 0.05
+
+
+def test_out_of_fold_counts_exclude_the_rows_own_fold():
+    u = torch.tensor([1, 1, 1, 2])
+    y = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    folds = torch.tensor([0, 1, 0, 1])
+    counts = torch.expm1(_history_counts(u, y, folds, n_user_rows=3, k=2))  # (clicks, impressions)
+    assert counts[1 * 2 + 0].tolist() == [1.0, 1.0]  # user 1 outside fold 0: row 2 only
+    assert counts[1 * 2 + 1].tolist() == [1.0, 2.0]  # user 1 outside fold 1: rows 1 and 3
+    assert counts[2 * 2 + 0].tolist() == [1.0, 1.0]
+    assert counts[2 * 2 + 1].tolist() == [0.0, 0.0]
