@@ -1,0 +1,123 @@
+"""Handlers of `icg-rec generator ...`: warm up on SimWorld or MovieLens posters, sample, export the adapter."""
+
+import argparse
+from pathlib import Path
+
+from icg_rec.io import config_from_dict, save_weights, write_json
+
+
+def _load_toml(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    import tomllib
+
+    with Path(path).open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def train(args: argparse.Namespace) -> int:
+    """Builds (or resumes) a generator and warms it up on reference covers; writes pipeline/, contact_sheet.png."""
+    import torch  # heavy imports only when the command runs, so `icg-rec --help` stays fast
+
+    from icg_rec.generation.backbones import build_pipeline, generator_config_from_dict
+    from icg_rec.generation.warmup import WarmupConfig, WarmupTrainer
+
+    torch.manual_seed(args.seed)
+    values = _load_toml(args.config)
+    config = generator_config_from_dict(values.get("generator", {}), source=f"{args.config} [generator]")
+    if args.diffusion is not None:
+        config.diffusion = str(args.diffusion)
+    if args.mllm is not None:
+        config.prompter.backbone = str(args.mllm)
+    warm = config_from_dict(
+        WarmupConfig, {"seed": args.seed, **values.get("warmup", {})}, source=f"{args.config} [warmup]"
+    )
+    if args.steps is not None:
+        warm.steps = args.steps
+    warm.train_unet = config.diffusion is None  # a pretrained UNet stays frozen; the embedded one must learn
+    titles, images = _reference_covers(args.dataset, args.data_dir, args.items, args.seed)
+    pipe = build_pipeline(config).to(args.device)
+    trainer = WarmupTrainer(pipe, warm).fit(titles, images, output_dir=args.out, resume=args.resume)
+    write_json(Path(args.out) / "train_summary.json", {
+        "dataset": args.dataset, "items": len(titles), "steps": trainer.step_,
+        "loss_last50": sum(trainer.losses_[-50:]) / max(len(trainer.losses_[-50:]), 1),
+        "generator": config, "warmup": warm,
+    })  # fmt: skip
+    print(f"warm-up done: {trainer.step_} steps, pipeline in {Path(args.out) / 'pipeline'}")
+    return 0
+
+
+def export_ip_adapter(args: argparse.Namespace) -> int:
+    """Writes the adapter of a saved pipeline as an IP-Adapter-Plus safetensors file."""
+    from icg_rec.generation.pipeline import ICGPipeline
+
+    pipe = ICGPipeline.from_pretrained(args.pipeline)
+    state = pipe.adapter.to_ip_adapter_state_dict(pipe.unet)
+    flat = {f"{group}.{key}": value for group, part in state.items() for key, value in part.items()}
+    save_weights(args.out, flat)
+    print(
+        f"IP-Adapter weights in {args.out} (load with pipe.load_ip_adapter(folder, subfolder='', weight_name=...))"
+    )
+    return 0
+
+
+def _reference_covers(
+    dataset: str, data_dir: Path | None, items: int | None, seed: int
+) -> tuple[list[str], list]:
+    """Titles and reference covers: SimWorld tensors, or MovieLens poster paths."""
+    if dataset == "simworld":
+        from icg_rec.data.sim import SimConfig, SimWorld
+
+        n_items = items or 400  # a small user base: warm-up reads covers and titles only
+        world = SimWorld.generate(
+            SimConfig(n_users=100, n_items=n_items, impressions_per_user=min(10, n_items), seed=seed)
+        )
+        return world.dataset.items["title"].to_list(), list(world.covers)
+    from icg_rec.data.movielens import load_movielens_with_posters
+
+    frame = load_movielens_with_posters(data_dir).items.sort("item_id")
+    if items is not None:
+        frame = frame.sample(n=min(items, frame.height), seed=seed, shuffle=True)
+    return frame["title"].to_list(), frame["image_path"].to_list()
+
+
+def add_parser(groups: argparse._SubParsersAction) -> None:
+    """Registers `generator train` and `generator export-ip-adapter`."""
+    generator = groups.add_parser("generator", help="ICG cover generator").add_subparsers(
+        dest="command", required=True
+    )
+    train_cmd = generator.add_parser(
+        "train", help="warm up the generator on reference covers (denoising loss)"
+    )
+    train_cmd.add_argument("--dataset", choices=["simworld", "movielens"], default="simworld")
+    train_cmd.add_argument(
+        "--data-dir", type=Path, default=None, help="MovieLens root (default: shared data)"
+    )
+    train_cmd.add_argument(
+        "--items", type=int, default=None, help="SimWorld items / MovieLens poster subset size"
+    )
+    train_cmd.add_argument(
+        "--config", type=Path, default=None, help="TOML with [generator] (+[generator.prompter]) and [warmup]"
+    )
+    train_cmd.add_argument(
+        "--diffusion", type=Path, default=None, help="local SD-1.5-layout folder (default: embedded UNet)"
+    )
+    train_cmd.add_argument(
+        "--mllm", type=Path, default=None, help="local HF VLM / causal LM folder (default: embedded)"
+    )
+    train_cmd.add_argument("--steps", type=int, default=None, help="overrides [warmup] steps")
+    train_cmd.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    train_cmd.add_argument("--device", default="cpu", help="torch device for the pipeline (e.g. cuda)")
+    train_cmd.add_argument("--seed", type=int, default=0)
+    train_cmd.add_argument(
+        "--out", type=Path, required=True, help="run folder: checkpoint/, pipeline/, contact_sheet.png"
+    )
+    train_cmd.set_defaults(run=train)
+    export = generator.add_parser(
+        "export-ip-adapter", help="write a saved pipeline's adapter as IP-Adapter weights"
+    )
+    export.add_argument(
+        "--pipeline", type=Path, required=True, help="folder written by ICGPipeline.save_pretrained"
+    )
+    export.add_argument("--out", type=Path, required=True, help="destination .safetensors file")
+    export.set_defaults(run=export_ip_adapter)

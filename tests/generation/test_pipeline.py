@@ -1,0 +1,171 @@
+import pytest
+import torch
+from PIL import Image
+
+from icg_rec.errors import CheckpointError, SchemaError
+from icg_rec.generation.adapter import AdapterConfig, CoverAdapter
+from icg_rec.generation.backbones import GeneratorConfig, build_pipeline, load_diffusion_backbone
+from icg_rec.generation.pipeline import ICGPipeline
+from icg_rec.generation.prompter import MetaTokenPrompter, PrompterConfig
+
+TITLES = ["crimson night curse", "blue day song", "a b c", "night song"]
+
+
+def _embedded_config(**prompter) -> GeneratorConfig:
+    return GeneratorConfig(
+        resolution=16, cross_attention_dim=32, num_tokens=4, user_dim=4,
+        prompter=PrompterConfig(hidden_size=16, num_layers=1, num_heads=2, num_meta_tokens=3, image_prefix_tokens=2, **prompter),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def embedded(encoders) -> ICGPipeline:
+    torch.manual_seed(0)
+    pipe = build_pipeline(_embedded_config(), *encoders)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_embedded_pipeline_is_seeded_and_round_trips(embedded, encoders, covers, tmp_path):
+    first = embedded(TITLES, list(covers), seed=3, num_inference_steps=2, output_type="pt").images
+    again = embedded(TITLES, list(covers), seed=3, num_inference_steps=2, output_type="pt").images
+    assert first.shape == (4, 3, 16, 16)
+    assert 0 <= first.min() and first.max() <= 1
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+
+    embedded.save_pretrained(tmp_path)
+    loaded = ICGPipeline.from_pretrained(tmp_path, *encoders)
+    loaded.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(
+        loaded(TITLES, list(covers), seed=3, num_inference_steps=2, output_type="pt").images, first
+    )
+
+    pil = embedded(TITLES[:2], list(covers[:2]), seed=3, num_inference_steps=2).images
+    assert [image.size for image in pil] == [(16, 16), (16, 16)]
+
+
+def test_a_cover_does_not_depend_on_its_batch(embedded, covers):
+    together = embedded(
+        TITLES, list(covers), seed=0, num_inference_steps=2, batch_size=4, output_type="pt"
+    ).images
+    alone = embedded(
+        TITLES, list(covers), seed=0, num_inference_steps=2, batch_size=1, output_type="pt"
+    ).images
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-4)
+
+
+def test_zero_user_gives_the_generic_cover(embedded, covers):
+    torch.nn.init.normal_(embedded.refiner.scale.weight)
+    torch.nn.init.normal_(embedded.refiner.shift.weight)
+
+    def run(users):
+        return embedded(TITLES, list(covers), users=users, num_inference_steps=2, output_type="pt").images
+
+    generic = run(None)
+    torch.testing.assert_close(run(torch.zeros(4, 4)), generic, rtol=0, atol=0)
+    assert (run(torch.randn(4, 4)) - generic).abs().max() > 1e-3
+
+
+def test_generate_with_grad_keeps_a_graph_only_for_the_last_steps(embedded, covers):
+    grad_flags = []
+    embedded.unet.register_forward_pre_hook(lambda module, args: grad_flags.append(torch.is_grad_enabled()))
+    batch = embedded.prompter.prepare(TITLES[:2], list(covers[:2]))
+    images = embedded.generate_with_grad(
+        batch, torch.randn(2, 4), embedded.noise_for([0, 1]), 3, grad_steps=1
+    )
+    assert grad_flags == [False, False, True]
+    images.mean().backward()
+    for param in (
+        embedded.adapter.resampler.latents,
+        embedded.prompter.meta_tokens,
+        embedded.refiner.scale.weight,
+    ):
+        assert param.grad is not None and param.grad.abs().sum() > 0
+    frozen = embedded.generate_with_grad(batch, None, embedded.noise_for([0, 1]), 3, grad_steps=0)
+    assert not frozen.requires_grad
+
+
+def test_plug_and_play_sd_layout_with_a_causal_lm_and_lora(sd_dir, llama_dir, encoders, covers, tmp_path):
+    config = GeneratorConfig(diffusion=str(sd_dir), num_tokens=4, user_dim=4,
+                             prompter=PrompterConfig(backbone=str(llama_dir), num_meta_tokens=3, lora_rank=2))  # fmt: skip
+    torch.manual_seed(0)
+    pipe = build_pipeline(config, image_encoder=encoders[0])
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.prompter.kind == "causal_lm" and pipe.vae is not None
+    trainable = {name for name, p in pipe.prompter.backbone.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in name for name in trainable)
+    covers_out = pipe(TITLES, list(covers), num_inference_steps=2, output_type="pt").images
+    assert covers_out.shape == (4, 3, 16, 16)
+
+    pipe.save_pretrained(tmp_path)
+    assert not (tmp_path / "prompter" / "backbone").exists()  # a frozen HF backbone is referenced, not copied
+    loaded = ICGPipeline.from_pretrained(tmp_path, image_encoder=encoders[0])
+    loaded.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(
+        loaded(TITLES, list(covers), num_inference_steps=2, output_type="pt").images, covers_out
+    )
+
+
+def test_plug_and_play_llava_reads_the_image_through_its_own_vision_tower(sd_dir, llava_dir, covers):
+    config = GeneratorConfig(
+        diffusion=str(sd_dir),
+        num_tokens=4,
+        prompter=PrompterConfig(backbone=str(llava_dir), num_meta_tokens=3),
+    )
+    torch.manual_seed(0)
+    pipe = build_pipeline(config)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.prompter.kind == "vlm"
+    batch = pipe.prompter.prepare(TITLES[:2], list(covers[:2]))
+    meta = pipe.prompter(batch)
+    assert meta.shape == (2, 3, 16)
+    other = pipe.prompter(pipe.prompter.prepare(TITLES[:2], list(covers[2:4])))
+    assert (meta - other).abs().max() > 0  # the image changes the meta states
+    assert pipe(TITLES, list(covers), num_inference_steps=2, output_type="pt").images.shape == (4, 3, 16, 16)
+
+
+def test_missing_title_is_refused(embedded, covers):
+    with pytest.raises(SchemaError, match="item 1 has no title"):
+        embedded.prompter.prepare(["ok", ""], list(covers[:2]))
+    with pytest.raises(SchemaError, match="2 titles but 1 images"):
+        embedded.prompter.prepare(["ok", "fine"], list(covers[:1]))
+
+
+def test_unreadable_image_is_refused(embedded, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with pytest.raises(SchemaError, match="broken.jpg"):
+        embedded.prompter.prepare(["ok"], [broken])
+    with pytest.raises(SchemaError, match=r"image 0 is a tensor of shape \(16, 16\)"):
+        embedded.prompter.prepare(["ok"], [torch.rand(16, 16)])
+
+
+def test_users_of_the_wrong_shape_are_refused(embedded, covers):
+    with pytest.raises(ValueError, match="user_dim=4"):
+        batch = embedded.prompter.prepare(TITLES[:2], list(covers[:2]))
+        embedded.generate_with_grad(batch, torch.zeros(2, 5), embedded.noise_for([0, 1]), 2)
+
+
+def test_adapter_not_matching_the_unet_is_refused(embedded):
+    wrong = CoverAdapter(AdapterConfig(meta_dim=16, num_tokens=4, cross_attention_dim=48))
+    with pytest.raises(CheckpointError, match="cross_attention_dim is 32"):
+        ICGPipeline(embedded.unet, embedded.scheduler, embedded.prompter, embedded.refiner, wrong)
+    narrow = CoverAdapter(AdapterConfig(meta_dim=8, num_tokens=4, cross_attention_dim=32))
+    with pytest.raises(CheckpointError, match="meta widths disagree"):
+        ICGPipeline(embedded.unet, embedded.scheduler, embedded.prompter, embedded.refiner, narrow)
+
+
+def test_missing_backbone_folders_are_named(tmp_path, encoders):
+    with pytest.raises(CheckpointError, match="has no unet/"):
+        load_diffusion_backbone(tmp_path)
+    with pytest.raises(CheckpointError, match="has no config.json"):
+        MetaTokenPrompter.build(PrompterConfig(backbone=str(tmp_path)), *encoders)
+    with pytest.raises(CheckpointError, match="no JSON file"):
+        ICGPipeline.from_pretrained(tmp_path, *encoders)
+
+
+def test_pil_and_path_images_are_read(embedded, covers, tmp_path):
+    path = tmp_path / "cover.png"
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(path)
+    batch = embedded.prompter.prepare(["a", "b"], [path, Image.open(path)])
+    torch.testing.assert_close(batch["image_features"][0], batch["image_features"][1])
