@@ -1,0 +1,198 @@
+"""Machinery both aligners share: what trains, the frozen warm-up anchor, batches, checkpoints.
+
+What trains: the adapter and the user refiner, plus optional LoRA on the UNet's attention projections
+(peft, through diffusers' `add_adapter`). The prompter and the UNet's own weights stay frozen.
+The anchor is a frozen copy of the adapter and refiner taken when `fit` starts (the warm-up weights): the
+reward aligner keeps its conditioning tokens close to the anchor's, the DPO aligner uses it as the
+reference model. On resume the anchor is taken from the pipeline *before* the checkpoint is loaded, so
+pass the warm-up pipeline both times.
+"""
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from peft import LoraConfig
+
+from icg_rec.alignment.data import Audience, ItemSet
+from icg_rec.errors import CheckpointError, SchemaError
+from icg_rec.generation.pipeline import ICGPipeline
+from icg_rec.generation.warmup import _prepare_all, save_contact_sheet
+from icg_rec.io import atomic_write, load_weights, read_json, save_weights, write_json
+from icg_rec.rewards.base import RewardInputs
+from icg_rec.rewards.combiner import MultiReward, RewardOutput
+
+CHECKPOINT_DIR = "checkpoint"
+LORA_TARGETS = [
+    "to_q",
+    "to_k",
+    "to_v",
+    "to_out.0",
+]  # attention projections of every diffusers Attention block
+
+
+class AlignerBase:
+    """Shared state of the aligners; subclasses implement `fit`.
+
+    Attributes after `fit`: `history_` (one dict of logged numbers per step or round), `step_`.
+    """
+
+    def __init__(self, pipeline: ICGPipeline, reward: MultiReward) -> None:
+        self.pipeline = pipeline
+        self.reward = reward
+
+    # ------------------------------------------------------------------ setup
+    def _setup(
+        self, items: ItemSet, audience: Audience, lora_rank: int, gradient_checkpointing: bool
+    ) -> None:
+        """Freezes the backbone, snapshots the anchor, adds LoRA, prepares the items once."""
+        pipe = self.pipeline
+        if audience.vectors.shape[1] != pipe.refiner.config.user_dim:
+            raise SchemaError(
+                f"audience vectors are {audience.vectors.shape[1]}-d but the refiner reads "
+                f"user_dim={pipe.refiner.config.user_dim}"
+            )
+        pipe.prompter.requires_grad_(False)
+        pipe.unet.requires_grad_(False)
+        pipe.adapter.requires_grad_(True)
+        pipe.refiner.requires_grad_(True)
+        self.anchor_refiner_ = copy.deepcopy(pipe.refiner).requires_grad_(False).eval()
+        self.anchor_adapter_ = copy.deepcopy(pipe.adapter).requires_grad_(False).eval()
+        if lora_rank > 0 and not getattr(pipe.unet, "peft_config", None):
+            lora = LoraConfig(r=lora_rank, lora_alpha=lora_rank, target_modules=LORA_TARGETS)
+            pipe.unet.add_adapter(lora)  # LoRA B starts at zero: the UNet is unchanged until it trains
+        if gradient_checkpointing:
+            pipe.unet.enable_gradient_checkpointing()
+        for module in (pipe.prompter, pipe.unet, pipe.adapter, pipe.refiner):
+            module.eval()  # no dropout: the same seed gives the same covers and the same gradients
+        self.items_ = items
+        self.audience_ = audience
+        self.prepared_ = (
+            None if pipe.prompter.kind == "vlm" else _prepare_all(pipe, items.titles, list(items.images))
+        )
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """Adapter, refiner and LoRA parameters (the only ones the optimizer sees)."""
+        pipe = self.pipeline
+        params = list(pipe.adapter.parameters()) + list(pipe.refiner.parameters())
+        params += [p for name, p in pipe.unet.named_parameters() if "lora_" in name]
+        return params
+
+    # ------------------------------------------------------------------ batches
+    def _batch(self, item_index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Prompter inputs for rows of the item set."""
+        if self.prepared_ is None:
+            picked = item_index.tolist()
+            images = list(self.items_.images)
+            return self.pipeline.prompter.prepare(
+                [self.items_.titles[i] for i in picked], [images[i] for i in picked]
+            )
+        return {key: value[item_index.to(value.device)] for key, value in self.prepared_.items()}
+
+    def _inputs(
+        self, covers: torch.Tensor, item_index: torch.Tensor, user_index: torch.Tensor
+    ) -> RewardInputs:
+        return RewardInputs(
+            images=covers,
+            item_ids=self.items_.item_ids[item_index],
+            user_ids=self.audience_.user_ids[user_index],
+            titles=[self.items_.titles[i] for i in item_index.tolist()],
+        )
+
+    def _users(self, user_index: torch.Tensor) -> torch.Tensor:
+        return self.audience_.vectors[user_index].to(self.pipeline.device)  # (B, user_dim)
+
+    def _anchor_tokens(self, batch: dict[str, torch.Tensor], users: torch.Tensor) -> torch.Tensor:
+        """Conditioning tokens (B, K, D) of the warm-up adapter and refiner (no gradient)."""
+        pipe = self.pipeline
+        with torch.no_grad():
+            meta = pipe.prompter(batch).to(self.anchor_adapter_.dtype)  # (B, N, H)
+            return self.anchor_adapter_(self.anchor_refiner_(meta, users)).to(pipe.unet.dtype)  # (B, K, D)
+
+    @contextmanager
+    def _anchor_unet(self) -> Iterator[None]:
+        """The UNet as it was at warm-up: LoRA layers (if any) switched off inside the block."""
+        unet = self.pipeline.unet
+        has_lora = bool(getattr(unet, "peft_config", None))
+        if has_lora:
+            unet.disable_adapters()
+        try:
+            yield
+        finally:
+            if has_lora:
+                unet.enable_adapters()
+
+    @staticmethod
+    def _log_terms(out: RewardOutput) -> dict[str, float]:
+        logged = {"reward_total": float(out.total.detach().mean())}
+        logged.update({f"reward_{k}": float(v.detach().mean()) for k, v in out.raw.items()})
+        return logged
+
+    # ------------------------------------------------------------------ outputs
+    def _sample_covers(self, count: int, seed: int, steps: int, guidance: float) -> torch.Tensor:
+        """Covers (count, 3, H, W) for item i and audience member i (cycling), fixed noise."""
+        index = torch.arange(count)
+        item_index, user_index = index % len(self.items_), index % len(self.audience_)
+        with torch.no_grad():
+            covers = self.pipeline.generate_with_grad(
+                self._batch(item_index), self._users(user_index), self.pipeline.noise_for(range(seed, seed + count)),
+                steps, 0, guidance,
+            )  # fmt: skip
+        return covers.float().cpu()
+
+    def _finish(self, output_dir: Path, before: torch.Tensor, seed: int, steps: int, guidance: float) -> None:
+        """Writes the final pipeline and a contact sheet: warm-up covers above aligned covers."""
+        self.pipeline.save_pretrained(output_dir / "pipeline")
+        after = self._sample_covers(before.shape[0], seed, steps, guidance)
+        save_contact_sheet(output_dir / "contact_sheet.png", [before, after])
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(
+        self, folder: Path, optimizer: torch.optim.Optimizer, gen: torch.Generator, config: dict
+    ) -> None:
+        pipe = self.pipeline
+        tensors = {f"adapter.{k}": v for k, v in pipe.adapter.state_dict().items()}
+        tensors.update({f"refiner.{k}": v for k, v in pipe.refiner.state_dict().items()})
+        tensors.update({f"unet.{k}": v for k, v in pipe.unet.state_dict().items() if "lora_" in k})
+        save_weights(folder / "weights.safetensors", tensors)
+        atomic_write(folder / "optimizer.pt", lambda tmp: torch.save(optimizer.state_dict(), tmp))
+        save_weights(folder / "rng.safetensors", {"generator": gen.get_state()})
+        norms = {k: [n.mean, n.var, n.count] for k, n in self.reward.norms.items()}
+        state = {"step": self.step_, "history": self.history_, "reward_norms": norms, "config": config}
+        write_json(folder / "state.json", state)
+
+    def _load_checkpoint(self, folder: Path, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> None:
+        pipe = self.pipeline
+        state = read_json(folder / "state.json")
+        tensors = load_weights(folder / "weights.safetensors")
+        lora = {k[len("unet.") :]: v for k, v in tensors.items() if k.startswith("unet.")}
+        own = {k for k in pipe.unet.state_dict() if "lora_" in k}
+        if set(lora) != own:
+            raise CheckpointError(
+                f"checkpoint {folder} holds {len(lora)} LoRA tensors but this UNet has {len(own)}; "
+                "resume with the same lora_rank"
+            )
+        for name, module in (("adapter", pipe.adapter), ("refiner", pipe.refiner)):
+            part = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{name}.")}
+            try:
+                module.load_state_dict(part)
+            except RuntimeError as err:
+                raise CheckpointError(
+                    f"checkpoint {folder} does not fit this pipeline's {name}: {err}"
+                ) from err
+        if lora:
+            pipe.unet.load_state_dict(lora, strict=False)
+        if set(state["reward_norms"]) != set(self.reward.norms):
+            raise CheckpointError(
+                f"checkpoint {folder} was trained with rewards {sorted(state['reward_norms'])}, "
+                f"this run uses {sorted(self.reward.norms)}"
+            )
+        for k, (mean, var, count) in state["reward_norms"].items():
+            norm = self.reward.norms[k]
+            norm.mean, norm.var, norm.count = mean, var, count
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        gen.set_state(load_weights(folder / "rng.safetensors")["generator"])
+        self.step_ = int(state["step"])
+        self.history_ = list(state["history"])

@@ -1,0 +1,123 @@
+"""What alignment trains on: the items (title, reference cover, id) and the audience (user ids + embeddings).
+
+The generator reads a user as an embedding (the refiner FiLMs the meta states by it); the rewards read the
+same user as an id. `Audience` keeps the two side by side. The natural embedding is the personalized reward
+model's own user vector (`personalized_user_vectors`): it is learned from clicks, so it carries taste.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from icg_rec.errors import SchemaError
+from icg_rec.generation.prompter import ImageLike
+from icg_rec.rewards.personalized import PersonalizedRewardModel
+
+
+@dataclass
+class ItemSet:
+    """The items whose covers are aligned."""
+
+    titles: list[str]  # one title per item
+    images: (
+        Sequence[ImageLike] | torch.Tensor
+    )  # reference covers: (n, 3, H, W) in [0, 1], PIL images or paths
+    item_ids: torch.Tensor  # (n,) int64 ids the rewards know the items by
+
+    def __post_init__(self) -> None:
+        self.titles = list(self.titles)
+        self.item_ids = torch.as_tensor(self.item_ids, dtype=torch.int64)
+        n = len(self.titles)
+        if n == 0:
+            raise SchemaError("ItemSet is empty: alignment needs at least one item")
+        if len(self.images) != n or self.item_ids.shape != (n,):
+            raise SchemaError(
+                f"ItemSet needs one reference cover and one id per title: {n} titles, "
+                f"{len(self.images)} covers, item_ids of shape {tuple(self.item_ids.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.titles)
+
+
+@dataclass
+class Audience:
+    """The users covers are made for: ids for the rewards, embeddings for the generator."""
+
+    user_ids: torch.Tensor  # (U,) int64 ids the rewards score for; -1 = the generic user
+    vectors: torch.Tensor  # (U, user_dim) float embeddings the refiner reads; a zero row = the generic user
+
+    def __post_init__(self) -> None:
+        self.user_ids = torch.as_tensor(self.user_ids, dtype=torch.int64)
+        self.vectors = torch.as_tensor(self.vectors, dtype=torch.float32)
+        if self.user_ids.ndim != 1 or len(self.user_ids) == 0:
+            raise SchemaError(
+                f"Audience.user_ids must be a non-empty (U,) tensor, got {tuple(self.user_ids.shape)}"
+            )
+        if self.vectors.ndim != 2 or self.vectors.shape[0] != len(self.user_ids):
+            raise SchemaError(
+                f"Audience.vectors must be (U={len(self.user_ids)}, user_dim), got {tuple(self.vectors.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+
+def personalized_user_vectors(
+    model: PersonalizedRewardModel, user_ids: np.ndarray | torch.Tensor
+) -> torch.Tensor:
+    """The reward model's user vectors, rescaled to unit mean norm: the generator's user embeddings.
+
+    user_vec(u) = id embedding(u) + W @ pooled clicked covers(u), as the model scores covers with it.
+    User id -1 maps to the generic user's row. Reads the model's fitted tables (`net_`); the reward model
+    exposes no public accessor for them yet.
+
+    Args:
+        model: a fitted PersonalizedRewardModel with a user side (`use_user=True`).
+        user_ids: (n,) user ids known to the model, or -1.
+
+    Returns:
+        (n, dim) float32, detached.
+    """
+    if not model.config.use_user:
+        raise ValueError("the reward model has no user side (use_user=False): it holds no user vectors")
+    rows = torch.as_tensor(model._user_rows(np.asarray(user_ids)))  # raises UnknownIdError on unknown ids
+    net, dim = model.net_, model.config.dim
+    with torch.no_grad():
+        pooled = (
+            net.user_hist[:, :dim] if model.config.use_history else torch.zeros(net.user_hist.shape[0], dim)
+        )
+        every = net.user_emb.weight + net.hist_proj(pooled)  # (n_users + 1, dim); row 0 = generic user
+        scale = every[1:].norm(dim=1).mean().clamp_min(1e-8)
+        vectors = every[rows]  # (n, dim)
+    return (vectors / scale).float()
+
+
+def evaluation_pairs(
+    user_groups: torch.Tensor, n_items: int, users_per_group: int, items_per_user: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed-seed evaluation set of (item, user) pairs, balanced over user groups (e.g. cohorts).
+
+    Args:
+        user_groups: (n_users,) int64 group of each user id 0..n_users-1.
+        n_items: items are drawn from 0..n_items-1.
+        users_per_group: users drawn per group (fewer where a group is smaller).
+        items_per_user: distinct items drawn per user.
+        seed: the draw.
+
+    Returns:
+        item_index (P,) and user_ids (P,) int64, ordered by group, then user.
+    """
+    if items_per_user > n_items:
+        raise ValueError(f"items_per_user ({items_per_user}) must be <= n_items ({n_items})")
+    gen = torch.Generator().manual_seed(seed)
+    items, users = [], []
+    for group in torch.unique(user_groups).tolist():
+        members = torch.nonzero(user_groups == group)[:, 0]  # (m,)
+        picked = members[torch.randperm(len(members), generator=gen)[:users_per_group]].sort().values
+        for user in picked.tolist():
+            items.append(torch.randperm(n_items, generator=gen)[:items_per_user])
+            users.append(torch.full((items_per_user,), user, dtype=torch.int64))
+    return torch.cat(items), torch.cat(users)
