@@ -90,7 +90,9 @@ def config_from_dict(cls: type[T], values: dict[str, Any], source: str = "config
     """Builds dataclass `cls` from a dict, refusing unknown keys (typos) by name."""
     known = {f.name for f in fields(cls)}
     if unknown := sorted(set(values) - known):
-        raise CheckpointError(f"{source} has unknown key(s) {unknown} for {cls.__name__}; known: {sorted(known)}")
+        raise CheckpointError(
+            f"{source} has unknown key(s) {unknown} for {cls.__name__}; known: {sorted(known)}"
+        )
     return cls(**values)
 
 

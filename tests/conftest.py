@@ -6,8 +6,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from icg_rec.data.paths import movielens_dir  # noqa: E402
+
+# Test models are tiny: one thread is as fast, and two threads on two shared cores stalled up to 12x here.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from peft import LoraConfig
 from icg_rec.alignment.data import Audience, ItemSet
 from icg_rec.errors import CheckpointError, SchemaError
 from icg_rec.generation.pipeline import ICGPipeline
-from icg_rec.generation.warmup import _prepare_all, save_contact_sheet
+from icg_rec.generation.warmup import prepare_items, save_contact_sheet
 from icg_rec.io import atomic_write, load_weights, read_json, save_weights, write_json
 from icg_rec.rewards.base import RewardInputs
 from icg_rec.rewards.combiner import MultiReward, RewardOutput
@@ -70,7 +70,7 @@ class AlignerBase:
         self.items_ = items
         self.audience_ = audience
         self.prepared_ = (
-            None if pipe.prompter.kind == "vlm" else _prepare_all(pipe, items.titles, list(items.images))
+            None if pipe.prompter.kind == "vlm" else prepare_items(pipe, items.titles, list(items.images))
         )
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:

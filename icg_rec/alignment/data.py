@@ -68,31 +68,17 @@ class Audience:
 def personalized_user_vectors(
     model: PersonalizedRewardModel, user_ids: np.ndarray | torch.Tensor
 ) -> torch.Tensor:
-    """The reward model's user vectors, rescaled to unit mean norm: the generator's user embeddings.
-
-    user_vec(u) = id embedding(u) + W @ pooled clicked covers(u), as the model scores covers with it.
-    User id -1 maps to the generic user's row. Reads the model's fitted tables (`net_`); the reward model
-    exposes no public accessor for them yet.
+    """The reward model's user vectors, rescaled to unit mean norm over its users: the generator's embeddings.
 
     Args:
         model: a fitted PersonalizedRewardModel with a user side (`use_user=True`).
-        user_ids: (n,) user ids known to the model, or -1.
+        user_ids: (n,) user ids known to the model, or -1 (the generic user).
 
     Returns:
         (n, dim) float32, detached.
     """
-    if not model.config.use_user:
-        raise ValueError("the reward model has no user side (use_user=False): it holds no user vectors")
-    rows = torch.as_tensor(model._user_rows(np.asarray(user_ids)))  # raises UnknownIdError on unknown ids
-    net, dim = model.net_, model.config.dim
-    with torch.no_grad():
-        pooled = (
-            net.user_hist[:, :dim] if model.config.use_history else torch.zeros(net.user_hist.shape[0], dim)
-        )
-        every = net.user_emb.weight + net.hist_proj(pooled)  # (n_users + 1, dim); row 0 = generic user
-        scale = every[1:].norm(dim=1).mean().clamp_min(1e-8)
-        vectors = every[rows]  # (n, dim)
-    return (vectors / scale).float()
+    scale = model.user_vectors().norm(dim=1).mean().clamp_min(1e-8)
+    return model.user_vectors(np.asarray(user_ids)) / scale
 
 
 def evaluation_pairs(

@@ -188,8 +188,8 @@ def build_manifest(work: pl.DataFrame, cache: CoverCache, run_started: float) ->
     Args:
         work: the whole work list (all ranks).
         cache: the cover cache.
-        run_started: `time.time()` when the run began; covers written since then count as generated, which
-            needs no message between ranks.
+        run_started: when the run began, on the file system's clock (the mtime of a file touched then);
+            covers written since count as generated, which            needs no message between ranks.
 
     Returns:
         One row per (item, cohort) in MANIFEST_SCHEMA order.
@@ -256,7 +256,7 @@ def refresh_covers(
     """Refreshes every (item, cohort) cover under `out_dir` (covers/, manifest.parquet).
 
     Under `torchrun` (RANK / WORLD_SIZE set), each rank generates its shard; rank 0 waits for all
-    (a gloo barrier) and writes the manifest.
+    (a gloo all-reduce of the ranks' start times, which is also the barrier) and writes the manifest.
 
     Args:
         items: item_id, title, text, image_path.
@@ -271,16 +271,22 @@ def refresh_covers(
         The manifest (None on ranks other than 0) and this rank's counts.
     """
     rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    started = time.time()
     out = Path(out_dir)
+    # The start time on the file system's own (coarse) clock, so that it compares with cover mtimes exactly.
+    marker = out / f".refresh_started.rank{rank}"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    started = marker.stat().st_mtime
     cache = CoverCache(out / "covers")
     work = plan_work(item_content_hashes(items), cohorts.versions_, generator.version, seed)
     centroids = torch.from_numpy(cohorts.centroids_)  # (n_cohorts, user_dim)
     stats = run_refresh(shard(work, rank, world_size), generator, centroids, cache, batch_size, progress)
     if world_size > 1:
         if not torch.distributed.is_initialized():
-            torch.distributed.init_process_group("gloo")  # a barrier only: gloo works on any host
-        torch.distributed.barrier()
+            torch.distributed.init_process_group("gloo")  # CPU tensors only: gloo works on any host
+        earliest = torch.tensor([started], dtype=torch.float64)
+        torch.distributed.all_reduce(earliest, op=torch.distributed.ReduceOp.MIN)  # waits for every rank
+        started = float(earliest.item())
     if rank != 0:
         return None, stats
     manifest = build_manifest(work, cache, started)

@@ -76,7 +76,7 @@ class WarmupTrainer:
             raise SchemaError("warm-up needs at least one item with a title and a reference cover")
         device = pipe.device
         targets = reference_tensor(images_list, self.image_size).to(device)  # (n, 3, S, S) in [0, 1]
-        prepared = None if pipe.prompter.kind == "vlm" else _prepare_all(pipe, titles, images_list)
+        prepared = None if pipe.prompter.kind == "vlm" else prepare_items(pipe, titles, images_list)
 
         params = self._trainable_parameters()
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -267,7 +267,7 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
-def _prepare_all(
+def prepare_items(
     pipe: ICGPipeline, titles: list[str], images: list[ImageLike], chunk: int = 256
 ) -> dict[str, torch.Tensor]:
     """Prepares every item once (frozen perception), so training steps only index rows."""

@@ -441,6 +441,26 @@ class PersonalizedRewardModel:
         if covers.titles is not None and len(covers.titles) != n:
             raise SchemaError(f"covers.titles has {len(covers.titles)} rows for {n} item ids")
 
+    def user_vectors(self, user_ids: np.ndarray | None = None) -> torch.Tensor:
+        """The user side the model scores covers with: id embedding + projection of pooled clicked covers.
+
+        Args:
+            user_ids: (n,) ids seen at fit, or -1 for the generic user; None = every fitted user in
+                `user_ids_` order.
+
+        Returns:
+            (n, dim) float32, detached.
+        """
+        if not self.config.use_user:
+            raise ValueError("the reward model has no user side (use_user=False): it holds no user vectors")
+        self._check_fitted()
+        ids = self.user_ids_ if user_ids is None else np.asarray(user_ids)
+        rows = torch.as_tensor(self._user_rows(ids))  # raises UnknownIdError on unknown ids
+        net, dim = self.net_, self.config.dim
+        with torch.no_grad():
+            pooled = net.user_hist[rows, :dim] if self.config.use_history else torch.zeros(len(rows), dim)
+            return (net.user_emb(rows) + net.hist_proj(pooled)).float()  # (n, dim)
+
     def _user_rows(self, user_ids: np.ndarray) -> np.ndarray:
         """Table rows of user ids: -1 -> 0 (generic); unknown ids raise UnknownIdError."""
         user_ids = np.asarray(user_ids, dtype=np.int64)
