@@ -73,6 +73,31 @@ class AlignerBase:
             None if pipe.prompter.kind == "vlm" else prepare_items(pipe, items.titles, list(items.images))
         )
 
+    def _start(self, items: ItemSet, audience: Audience, config, output_dir: str | Path | None, resume: bool):
+        """What both trainers do before their first step: set up the trainable parts, sample the "before"
+        covers, build the optimizer and the random generator, and resume from a checkpoint if asked.
+
+        Returns:
+            (output folder or None, before covers or None, trainable parameters, optimizer, generator,
+            checkpoint folder or None).
+        """
+        self._setup(items, audience, config.lora_rank, config.gradient_checkpointing)
+        output = None if output_dir is None else Path(output_dir)
+        before = None
+        if output is not None:
+            before = self._sample_covers(
+                config.sample_pairs, config.seed, config.num_inference_steps, config.guidance_scale
+            )
+        params = self.trainable_parameters()
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
+        gen = torch.Generator().manual_seed(config.seed)
+        self.history_: list[dict[str, float]] = []
+        self.step_ = 0
+        checkpoint = None if output is None else output / CHECKPOINT_DIR
+        if resume and checkpoint is not None and checkpoint.is_dir():
+            self._load_checkpoint(checkpoint, optimizer, gen)
+        return output, before, params, optimizer, gen, checkpoint
+
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         """Adapter, refiner and LoRA parameters (the only ones the optimizer sees)."""
         pipe = self.pipeline

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from icg_rec.alignment.common import CHECKPOINT_DIR, AlignerBase
+from icg_rec.alignment.common import AlignerBase
 from icg_rec.alignment.data import Audience, ItemSet
 from icg_rec.generation.pipeline import ICGPipeline
 from icg_rec.generation.sampling import to_model_space
@@ -99,21 +99,9 @@ class DPOAligner(AlignerBase):
         config = self.config
         if config.candidates < 2:
             raise ValueError(f"DPO needs at least 2 candidates per pair to rank, got {config.candidates}")
-        self._setup(items, audience, config.lora_rank, config.gradient_checkpointing)
-        output = None if output_dir is None else Path(output_dir)
-        before = None
-        if output is not None:
-            before = self._sample_covers(
-                config.sample_pairs, config.seed, config.num_inference_steps, config.guidance_scale
-            )
-        params = self.trainable_parameters()
-        optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
-        gen = torch.Generator().manual_seed(config.seed)
-        self.history_: list[dict[str, float]] = []
-        self.step_ = 0
-        checkpoint = None if output is None else output / CHECKPOINT_DIR
-        if resume and checkpoint is not None and checkpoint.is_dir():
-            self._load_checkpoint(checkpoint, optimizer, gen)
+        output, before, params, optimizer, gen, checkpoint = self._start(
+            items, audience, config, output_dir, resume
+        )
 
         bar = tqdm(total=config.rounds, initial=self.step_, desc="align (DPO)", leave=False)
         while self.step_ < config.rounds:

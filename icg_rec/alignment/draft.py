@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from icg_rec.alignment.common import CHECKPOINT_DIR, AlignerBase
+from icg_rec.alignment.common import AlignerBase
 from icg_rec.alignment.data import Audience, ItemSet
 from icg_rec.generation.pipeline import ICGPipeline
 from icg_rec.rewards.combiner import MultiReward
@@ -80,21 +80,9 @@ class RewardAligner(AlignerBase):
             raise ValueError(
                 f"grad_steps must be in [1, {config.num_inference_steps}], got {config.grad_steps}"
             )
-        self._setup(items, audience, config.lora_rank, config.gradient_checkpointing)
-        output = None if output_dir is None else Path(output_dir)
-        before = None
-        if output is not None:
-            before = self._sample_covers(
-                config.sample_pairs, config.seed, config.num_inference_steps, config.guidance_scale
-            )
-        params = self.trainable_parameters()
-        optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
-        gen = torch.Generator().manual_seed(config.seed)
-        self.history_: list[dict[str, float]] = []
-        self.step_ = 0
-        checkpoint = None if output is None else output / CHECKPOINT_DIR
-        if resume and checkpoint is not None and checkpoint.is_dir():
-            self._load_checkpoint(checkpoint, optimizer, gen)
+        output, before, params, optimizer, gen, checkpoint = self._start(
+            items, audience, config, output_dir, resume
+        )
 
         bar = tqdm(total=config.steps, initial=self.step_, desc="align (DRaFT)", leave=False)
         while self.step_ < config.steps:

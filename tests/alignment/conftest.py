@@ -1,6 +1,5 @@
 """A tiny warmed-up pipeline (8x8 pixel UNet, 16-wide prompter), tiny perception and a brightness reward."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -11,27 +10,6 @@ from icg_rec.generation.prompter import PrompterConfig
 from icg_rec.generation.warmup import WarmupConfig, WarmupTrainer
 from icg_rec.rewards.base import RewardInputs
 from icg_rec.rewards.combiner import MultiReward, MultiRewardConfig
-
-
-class TinyImageEncoder:
-    """Per-channel mean and std of a PIL image (6-d)."""
-
-    name = "tiny-colour-stats"
-    dim = 6
-
-    def encode(self, images, batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        rows = [np.asarray(image, dtype=np.float32) / 255.0 for image in images]
-        return np.stack([np.concatenate([a.mean(axis=(0, 1)), a.std(axis=(0, 1))]) for a in rows])
-
-
-class TinyTextEncoder:
-    """Counts of the vowels (5-d)."""
-
-    name = "tiny-letters"
-    dim = 5
-
-    def encode(self, texts, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        return np.array([[t.lower().count(c) for c in "aeiou"] for t in texts], dtype=np.float32)
 
 
 class Brightness:
@@ -58,7 +36,7 @@ TITLES = ["red a", "green b", "blue c", "grey d"]
 
 
 @pytest.fixture(scope="session")
-def warm_dir(tmp_path_factory):
+def warm_dir(tmp_path_factory, tiny_perception):
     """A tiny pipeline warmed up for 25 steps on four flat covers (a random UNet saturates the sampler's
     x0 clipping, so its covers barely respond to the conditioning)."""
     before = torch.get_num_threads()
@@ -68,7 +46,8 @@ def warm_dir(tmp_path_factory):
         resolution=8, cross_attention_dim=32, num_tokens=2, user_dim=4,
         prompter=PrompterConfig(hidden_size=16, num_layers=1, num_heads=2, num_meta_tokens=2, image_prefix_tokens=1),
     )  # fmt: skip
-    pipe = build_pipeline(config, TinyImageEncoder(), TinyTextEncoder())
+    image, text = tiny_perception
+    pipe = build_pipeline(config, image(), text())
     WarmupTrainer(pipe, WarmupConfig(steps=25, batch_size=8, learning_rate=3e-3, cond_dropout=0.0)).fit(
         TITLES, _covers()
     )
@@ -79,9 +58,10 @@ def warm_dir(tmp_path_factory):
 
 
 @pytest.fixture
-def pipeline_factory(warm_dir):
+def pipeline_factory(warm_dir, tiny_perception):
     """Fresh copies of the warmed-up tiny pipeline."""
-    return lambda: ICGPipeline.from_pretrained(warm_dir, TinyImageEncoder(), TinyTextEncoder())
+    image, text = tiny_perception
+    return lambda: ICGPipeline.from_pretrained(warm_dir, image(), text())
 
 
 @pytest.fixture
@@ -109,12 +89,3 @@ def items() -> ItemSet:
 def audience() -> Audience:
     gen = torch.Generator().manual_seed(1)
     return Audience(user_ids=torch.arange(3), vectors=torch.randn(3, 4, generator=gen))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on two oversubscribed ones; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
@@ -22,30 +21,10 @@ WORDS = ["crimson", "night", "curse", "blue", "day", "song", "a", "b", "c"]
 SPECIALS = ["<pad>", "<unk>", "</s>", "<image>"]
 
 
-class TinyImageEncoder:
-    """ImageEncoder-protocol perception for tests: per-channel mean and std (6-d)."""
-
-    name = "tiny-colour-stats"
-    dim = 6
-
-    def encode(self, images, batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        rows = [np.asarray(image, dtype=np.float32) / 255.0 for image in images]
-        return np.stack([np.concatenate([a.mean(axis=(0, 1)), a.std(axis=(0, 1))]) for a in rows])
-
-
-class TinyTextEncoder:
-    """TextEncoder-protocol perception for tests: letter counts of a few letters (5-d)."""
-
-    name = "tiny-letters"
-    dim = 5
-
-    def encode(self, texts, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        return np.array([[t.lower().count(c) for c in "aeiou"] for t in texts], dtype=np.float32)
-
-
 @pytest.fixture
-def encoders():
-    return TinyImageEncoder(), TinyTextEncoder()
+def encoders(tiny_perception):
+    image, text = tiny_perception
+    return image(), text()
 
 
 def _tokenizer() -> PreTrainedTokenizerFast:
