@@ -129,6 +129,8 @@ class MetaTokenPrompter(PipelineModule):
                     num_attention_heads=config.num_heads,
                     num_key_value_heads=config.num_heads,
                     max_position_embeddings=256,
+                    bos_token_id=None,  # no vocabulary to point into (Llama's defaults 1 and 2 would not fit)
+                    eos_token_id=None,
                 )
             )
             processor = None
