@@ -108,3 +108,16 @@ def load_toml_config(cls: type[T], path: str | Path, section: str | None = None)
             raise CheckpointError(f"{path} has no [{section}] section; sections: {sorted(values)}")
         values = values[section]
     return config_from_dict(cls, values, source=str(path))
+
+
+def load_state_into(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """`module.load_state_dict(state)`, raising CheckpointError naming `source` when the shapes or keys differ."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{source} does not match this {type(module).__name__}: {err}") from err
+
+
+def prefixed(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of a flat state dict under `prefix.`, with the prefix removed."""
+    return {key[len(prefix) + 1 :]: value for key, value in state.items() if key.startswith(f"{prefix}.")}

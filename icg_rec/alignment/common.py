@@ -20,7 +20,15 @@ from icg_rec.alignment.data import Audience, ItemSet
 from icg_rec.errors import CheckpointError, SchemaError
 from icg_rec.generation.pipeline import ICGPipeline
 from icg_rec.generation.warmup import prepare_items, save_contact_sheet
-from icg_rec.io import atomic_write, load_weights, read_json, save_weights, write_json
+from icg_rec.io import (
+    atomic_write,
+    load_state_into,
+    load_weights,
+    prefixed,
+    read_json,
+    save_weights,
+    write_json,
+)
 from icg_rec.rewards.base import RewardInputs
 from icg_rec.rewards.combiner import MultiReward, RewardOutput
 
@@ -200,13 +208,7 @@ class AlignerBase:
                 "resume with the same lora_rank"
             )
         for name, module in (("adapter", pipe.adapter), ("refiner", pipe.refiner)):
-            part = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{name}.")}
-            try:
-                module.load_state_dict(part)
-            except RuntimeError as err:
-                raise CheckpointError(
-                    f"checkpoint {folder} does not fit this pipeline's {name}: {err}"
-                ) from err
+            load_state_into(module, prefixed(tensors, name), f"checkpoint {folder} ({name})")
         if lora:
             pipe.unet.load_state_dict(lora, strict=False)
         if set(state["reward_norms"]) != set(self.reward.norms):

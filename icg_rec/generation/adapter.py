@@ -12,8 +12,7 @@ diffusers rebuilds the resampler from the key layout with depth 4 and 64-wide he
 numbers are fixed here rather than configurable.
 """
 
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from diffusers import UNet2DConditionModel
@@ -21,13 +20,9 @@ from diffusers.models.embeddings import IPAdapterPlusImageProjection
 
 from icg_rec.errors import CheckpointError
 from icg_rec.generation.modules import PipelineModule
-from icg_rec.io import config_from_dict, load_weights, read_json, save_weights, write_json
 
 RESAMPLER_DEPTH = 4  # diffusers' IP-Adapter loader always builds 4 resampler blocks
 HEAD_DIM = 64  # diffusers' IP-Adapter loader infers heads as width // 64
-
-CONFIG_NAME = "adapter_config.json"
-WEIGHTS_NAME = "adapter.safetensors"
 
 
 @dataclass
@@ -40,6 +35,9 @@ class AdapterConfig:
 
 class CoverAdapter(PipelineModule):
     """Resampler from meta-token states (batch, N, meta_dim) to UNet tokens (batch, K, cross_attention_dim)."""
+
+    config_class = AdapterConfig
+    file_stem = "adapter"
 
     def __init__(self, config: AdapterConfig) -> None:
         super().__init__()
@@ -77,30 +75,6 @@ class CoverAdapter(PipelineModule):
                 f"adapter produces tokens of width {self.config.cross_attention_dim} but the UNet's "
                 f"cross_attention_dim is {width}; build the adapter with cross_attention_dim={width}"
             )
-
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Writes `adapter_config.json` and `adapter.safetensors` into `folder`."""
-        folder = Path(folder)
-        write_json(folder / CONFIG_NAME, asdict(self.config))
-        save_weights(folder / WEIGHTS_NAME, self.state_dict())
-        return folder
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path) -> "CoverAdapter":
-        """Loads an adapter saved by `save_pretrained`, raising CheckpointError on missing or mismatched files."""
-        folder = Path(folder)
-        config = config_from_dict(
-            AdapterConfig, read_json(folder / CONFIG_NAME), source=str(folder / CONFIG_NAME)
-        )
-        adapter = cls(config)
-        state = load_weights(folder / WEIGHTS_NAME)
-        try:
-            adapter.load_state_dict(state)
-        except RuntimeError as err:
-            raise CheckpointError(
-                f"{folder / WEIGHTS_NAME} does not match {folder / CONFIG_NAME}: {err}"
-            ) from err
-        return adapter
 
     def to_ip_adapter_state_dict(self, unet: UNet2DConditionModel) -> dict[str, dict[str, torch.Tensor]]:
         """Exports the adapter as an IP-Adapter-Plus state dict for `pipe.load_ip_adapter`.

@@ -1,17 +1,11 @@
 """User refinement: the user embedding modulates the meta-token states (FiLM); a zero user changes nothing."""
 
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from icg_rec.errors import CheckpointError
 from icg_rec.generation.modules import PipelineModule
-from icg_rec.io import config_from_dict, load_weights, read_json, save_weights, write_json
-
-CONFIG_NAME = "refiner_config.json"
-WEIGHTS_NAME = "refiner.safetensors"
 
 
 @dataclass
@@ -26,6 +20,9 @@ class UserRefiner(PipelineModule):
     Both projections start at zero, so a freshly built refiner is the identity for every user and the
     reward alignment learns how users should move the cover.
     """
+
+    config_class = RefinerConfig
+    file_stem = "refiner"
 
     def __init__(self, config: RefinerConfig) -> None:
         super().__init__()
@@ -56,26 +53,3 @@ class UserRefiner(PipelineModule):
         scale = self.scale(users)  # (batch, meta_dim)
         shift = self.shift(users)  # (batch, meta_dim)
         return meta_states * (1 + scale[:, None]) + shift[:, None]  # (batch, N, meta_dim)
-
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Writes `refiner_config.json` and `refiner.safetensors` into `folder`."""
-        folder = Path(folder)
-        write_json(folder / CONFIG_NAME, asdict(self.config))
-        save_weights(folder / WEIGHTS_NAME, self.state_dict())
-        return folder
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path) -> "UserRefiner":
-        """Loads a refiner saved by `save_pretrained`."""
-        folder = Path(folder)
-        config = config_from_dict(
-            RefinerConfig, read_json(folder / CONFIG_NAME), source=str(folder / CONFIG_NAME)
-        )
-        refiner = cls(config)
-        try:
-            refiner.load_state_dict(load_weights(folder / WEIGHTS_NAME))
-        except RuntimeError as err:
-            raise CheckpointError(
-                f"{folder / WEIGHTS_NAME} does not match {folder / CONFIG_NAME}: {err}"
-            ) from err
-        return refiner

@@ -15,11 +15,19 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from icg_rec.errors import CheckpointError, SchemaError
+from icg_rec.errors import SchemaError
 from icg_rec.generation.pipeline import ICGPipeline
 from icg_rec.generation.prompter import ImageLike, to_pil
 from icg_rec.generation.sampling import to_model_space
-from icg_rec.io import atomic_write, load_weights, read_json, save_weights, write_json
+from icg_rec.io import (
+    atomic_write,
+    load_state_into,
+    load_weights,
+    prefixed,
+    read_json,
+    save_weights,
+    write_json,
+)
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -219,14 +227,7 @@ class WarmupTrainer:
         state = read_json(folder / "state.json")
         tensors = load_weights(folder / "weights.safetensors")
         for name, module in self._modules().items():
-            prefix = f"{name}."
-            part = {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}
-            try:
-                module.load_state_dict(part)
-            except RuntimeError as err:
-                raise CheckpointError(
-                    f"checkpoint {folder} does not fit this pipeline's {name}: {err}"
-                ) from err
+            load_state_into(module, prefixed(tensors, name), f"checkpoint {folder} ({name})")
         optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
         gen.set_state(load_weights(folder / "rng.safetensors")["generator"])
         self.step_ = int(state["step"])
