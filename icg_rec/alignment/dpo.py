@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from icg_rec.alignment.common import AlignerBase
 from icg_rec.alignment.data import Audience, ItemSet
 from icg_rec.generation.pipeline import ICGPipeline
-from icg_rec.generation.sampling import to_model_space
+from icg_rec.generation.sampling import denoising_target, to_model_space
 from icg_rec.rewards.combiner import MultiReward
 
 
@@ -175,13 +175,7 @@ class DPOAligner(AlignerBase):
         )
         noise2, steps2 = torch.cat([noise, noise]), torch.cat([steps, steps])  # (2B, ...)
         noisy = pipe.scheduler.add_noise(clean, noise2, steps2)  # (2B, C, h, w)
-        prediction = pipe.scheduler.config.prediction_type
-        if prediction == "sample":
-            target = clean
-        elif prediction == "v_prediction":
-            target = pipe.scheduler.get_velocity(clean, noise2, steps2)
-        else:
-            target = noise2
+        target = denoising_target(pipe.scheduler, clean, noise2, steps2)  # (2B, C, h, w)
         tokens, _ = pipe.conditioning(batch, users)  # (B, K, D)
         anchor = self._anchor_tokens(batch, users)  # (B, K, D)
         pred = pipe.unet(

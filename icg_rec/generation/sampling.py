@@ -97,3 +97,25 @@ def to_model_space(
         return pixels
     latents = vae.encode(pixels.to(vae.dtype)).latent_dist.sample(generator)  # (B, C, h, w)
     return latents * vae.config.scaling_factor
+
+
+def denoising_target(
+    scheduler: SchedulerMixin, clean: torch.Tensor, noise: torch.Tensor, steps: torch.Tensor
+) -> torch.Tensor:
+    """What the UNet is trained to predict for `scheduler.config.prediction_type`: x0, v or epsilon.
+
+    Args:
+        scheduler: the pipeline's scheduler.
+        clean: (B, C, h, w) clean samples in model space.
+        noise: (B, C, h, w) the noise added to them.
+        steps: (B,) timesteps.
+
+    Returns:
+        (B, C, h, w) regression target.
+    """
+    prediction = scheduler.config.prediction_type
+    if prediction == "sample":
+        return clean
+    if prediction == "v_prediction":
+        return scheduler.get_velocity(clean, noise, steps)
+    return noise

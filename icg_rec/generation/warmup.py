@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from icg_rec.errors import SchemaError
 from icg_rec.generation.pipeline import ICGPipeline
 from icg_rec.generation.prompter import ImageLike, to_pil
-from icg_rec.generation.sampling import to_model_space
+from icg_rec.generation.sampling import denoising_target, to_model_space
 from icg_rec.io import (
     atomic_write,
     load_state_into,
@@ -172,13 +172,7 @@ class WarmupTrainer:
         meta = meta * keep[:, None, None].to(meta.dtype)  # dropped rows = null meta tokens
         tokens = pipe.adapter(meta).to(pipe.unet.dtype)  # (B, K, D)
         pred = pipe.unet(noisy, steps, encoder_hidden_states=tokens).sample  # (B, C, h, w)
-        prediction = pipe.scheduler.config.prediction_type
-        if prediction == "sample":
-            target = clean
-        elif prediction == "v_prediction":
-            target = pipe.scheduler.get_velocity(clean, noise, steps)
-        else:
-            target = noise
+        target = denoising_target(pipe.scheduler, clean, noise, steps)  # (B, C, h, w)
         return F.mse_loss(pred.float(), target.float())
 
     def _trainable_parameters(self) -> list[torch.nn.Parameter]:

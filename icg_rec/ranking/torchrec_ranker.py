@@ -27,10 +27,18 @@ from torchrec.optim.optimizers import in_backward_optimizer_filter
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 from tqdm import tqdm
 
-from icg_rec.errors import CheckpointError, SchemaError
+from icg_rec.errors import SchemaError
 from icg_rec.features.provider import EncodedFrame, FeatureProvider, batch_rows
 from icg_rec.features.store import CoverEmbeddingStore
-from icg_rec.io import config_from_dict, load_toml_config, load_weights, read_json, save_weights, write_json
+from icg_rec.io import (
+    config_from_dict,
+    load_state_into,
+    load_toml_config,
+    load_weights,
+    read_json,
+    save_weights,
+    write_json,
+)
 from icg_rec.metrics import auc
 from icg_rec.ranking.base import FeatureSpec
 from icg_rec.ranking.dlrm import TorchRecConfig, build_dlrm
@@ -190,12 +198,8 @@ class TorchRecRanker:
         ranker.provider_, ranker.history_, ranker.best_epoch_ = provider, meta["history"], meta["best_epoch"]
         ranker.fit_counts_ = meta["fit_counts"]
         ranker.model_ = build_dlrm(config, provider.table_sizes(), provider.dense_width)
-        try:
-            ranker.model_.load_state_dict(load_weights(folder / "model.safetensors"))
-        except RuntimeError as err:
-            raise CheckpointError(
-                f"{folder / 'model.safetensors'} does not match {folder / 'ranker.json'}: {err}"
-            ) from err
+        weights = folder / "model.safetensors"
+        load_state_into(ranker.model_, load_weights(weights), f"{weights} (config {folder / 'ranker.json'})")
         ranker.model_.eval()
         return ranker
 

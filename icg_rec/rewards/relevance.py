@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from icg_rec.errors import CheckpointError, SchemaError
-from icg_rec.io import config_from_dict, load_weights, read_json, save_weights, write_json
+from icg_rec.io import config_from_dict, load_state_into, load_weights, read_json, save_weights, write_json
 from icg_rec.rewards.aesthetic import check_images, clip_image_embeddings, load_clip
 from icg_rec.rewards.base import RewardInputs
 
@@ -143,12 +143,9 @@ class RelevanceModel:
         model = cls(config_from_dict(RelevanceConfig, meta["config"], source=str(folder / "config.json")))
         cfg = model.config
         model.net_ = _Projections(meta["text_dim"], meta["image_dim"], cfg.shared_dim, cfg.temperature)
-        try:
-            model.net_.load_state_dict(load_weights(folder / "weights.safetensors"))
-        except RuntimeError as err:
-            raise CheckpointError(
-                f"{folder / 'weights.safetensors'} does not match its config: {err}"
-            ) from err
+        load_state_into(
+            model.net_, load_weights(folder / "weights.safetensors"), str(folder / "weights.safetensors")
+        )
         model.net_.eval()
         return model
 
