@@ -15,6 +15,10 @@ Arms, all evaluated on the same fixed (item, user) pairs with the same noise per
 Evaluation users are held out of the alignment audience. Per arm: judge_ctr (oracle p(click) of the
 cover for its target user and item), aesthetic, relevance, fidelity (1 - pixel RMSE to the warm-up cover
 made from the same noise; 1 = identical) and the training reward `personalized`, overall and per cohort.
+Personalization controls, same item and noise: judge_ctr_wrong_cohort (the cover made for an evaluation
+user of the next cohort, judged for the target user), judge_ctr_generic (the cover made for the zero
+user) and cohort_distance (pixel RMSE between the target user's and the other cohort's cover);
+`personalization_gap` = judge_ctr - judge_ctr_wrong_cohort with a user-clustered interval.
 
 Sized for a 2-core CPU: a 16x16 world and generator (the embedded UNet is trained from scratch in the
 warm-up), 6 DDIM steps, backprop through all of them (K = 6). Writes alignment.json and
@@ -216,6 +220,41 @@ def covers_for(pipe: ICGPipeline, items: ItemSet, pair_items, vectors, args) -> 
     return out.images
 
 
+def other_cohort_users(pair_users: torch.Tensor, cohorts: np.ndarray) -> torch.Tensor:
+    """For each pair, an evaluation user of the next cohort (c + 1 mod C), at the same rank within it.
+
+    The "wrong cohort" control: the same item and noise, a cover made for someone of another taste.
+    """
+    users, order = np.unique(pair_users.numpy(), return_index=True)
+    user_cohort = cohorts[order]
+    labels = np.unique(cohorts)
+    members = {c: users[user_cohort == c] for c in labels}
+    wrong = []
+    for user, cohort in zip(pair_users.tolist(), cohorts.tolist(), strict=True):
+        rank = int(np.searchsorted(members[cohort], user))
+        nxt = members[labels[(np.searchsorted(labels, cohort) + 1) % len(labels)]]
+        wrong.append(int(nxt[rank % len(nxt)]))
+    return torch.tensor(wrong, dtype=torch.int64)
+
+
+def controls(pipe, world, items, pair_items, pair_users, own, wrong_vectors, args) -> dict[str, np.ndarray]:
+    """Per-pair judge CTR of the same item and noise made for another cohort's user and for no user.
+
+    `judge_ctr_wrong_cohort` below `judge_ctr` is personalization; `cohort_distance` (pixel RMSE between
+    the cover made for the target user and the one made for the other cohort's user) is how far apart the
+    generator pulls the two covers at all.
+    """
+    item_ids = items.item_ids[pair_items]
+    wrong = covers_for(pipe, items, pair_items, wrong_vectors, args)
+    generic = covers_for(pipe, items, pair_items, torch.zeros_like(wrong_vectors), args)
+    with torch.no_grad():
+        return {
+            "judge_ctr_wrong_cohort": world.oracle.click_prob(pair_users, wrong, item_ids).numpy(),
+            "judge_ctr_generic": world.oracle.click_prob(pair_users, generic, item_ids).numpy(),
+            "cohort_distance": (own - wrong).pow(2).flatten(1).mean(1).sqrt().numpy(),
+        }
+
+
 def score(covers, warm_covers, world, rewards, items, pair_items, pair_users) -> dict[str, np.ndarray]:
     """Per-pair numbers of one arm."""
     item_ids = items.item_ids[pair_items]
@@ -272,19 +311,27 @@ def main(argv: list[str] | None = None) -> int:
     timings = {"setup_s": t0 - start, "warmup_s": time.perf_counter() - t0}
     vectors = personalized_user_vectors(rewards["personalized"], pair_users)  # (P, dim)
     cohorts = world.user_cohort[pair_users].numpy()
+    wrong_vectors = personalized_user_vectors(
+        rewards["personalized"], other_cohort_users(pair_users, cohorts)
+    )
 
     warm_pipe = ICGPipeline.from_pretrained(warm, grid, text)
     warm_covers = covers_for(warm_pipe, items, pair_items, vectors, args)
     arms = {"warmup": (warm_covers, [])}
+    judged = {
+        "warmup": controls(warm_pipe, world, items, pair_items, pair_users, warm_covers, wrong_vectors, args)
+    }
     for name in args.arms:
         pipe, history, seconds = train_arm(name, args, warm, rewards, items, audience, text, grid)
         timings[f"{name}_s"] = seconds
-        arms[name] = (covers_for(pipe, items, pair_items, vectors, args), history)
+        own = covers_for(pipe, items, pair_items, vectors, args)
+        arms[name] = (own, history)
+        judged[name] = controls(pipe, world, items, pair_items, pair_users, own, wrong_vectors, args)
         print(f"{name}: trained in {seconds:.0f} s", flush=True)
 
     reference = items.images[pair_items]  # (P, 3, S, S) the items' own covers, for context
     per_pair = {
-        name: score(c, warm_covers, world, rewards, items, pair_items, pair_users)
+        name: score(c, warm_covers, world, rewards, items, pair_items, pair_users) | judged[name]
         for name, (c, _) in arms.items()
     }
     per_pair["reference_cover"] = score(reference, warm_covers, world, rewards, items, pair_items, pair_users)
@@ -308,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
             for b in ("warmup", "public")
             if a != b and b in per_pair
         },
+        "personalization_gap": {  # own-cohort cover minus the other cohort's cover, same item and noise
+            name: paired_delta(per_pair[name]["judge_ctr"], per_pair[name]["judge_ctr_wrong_cohort"], users)
+            for name in arms
+        },
         "history": {name: h for name, (_, h) in arms.items() if h},
         "timings_s": timings,
     }
@@ -317,10 +368,11 @@ def main(argv: list[str] | None = None) -> int:
         big = [F.interpolate(r, scale_factor=max(1, 48 // args.image_size), mode="nearest") for r in rows]
         save_contact_sheet(args.out / f"contact_sheet_cohort{c}.png", big)
 
-    keys = ("judge_ctr", "aesthetic", "relevance", "fidelity", "personalized")
-    print("arm            " + " ".join(f"{k:>12}" for k in keys))
+    keys = ("judge_ctr", "judge_ctr_wrong_cohort", "judge_ctr_generic", "cohort_distance", "aesthetic",
+            "relevance", "fidelity", "personalized")  # fmt: skip
+    print("arm            " + " ".join(f"{k[-12:]:>12}" for k in keys))
     for name, v in result["arms"].items():
-        print(f"{name:<14} " + " ".join(f"{v[k]:12.4f}" for k in keys))
+        print(f"{name:<14} " + " ".join(f"{v.get(k, float('nan')):12.4f}" for k in keys))
     line = " ".join(f"{k}={v:.3f}" for k, v in result["ratios"].items())
     print(f"{line} total_s={time.perf_counter() - start:.0f}")
     return 0

@@ -137,12 +137,20 @@ class AlignerBase:
     def _users(self, user_index: torch.Tensor) -> torch.Tensor:
         return self.audience_.vectors[user_index].to(self.pipeline.device)  # (B, user_dim)
 
-    def _anchor_tokens(self, batch: dict[str, torch.Tensor], users: torch.Tensor) -> torch.Tensor:
-        """Conditioning tokens (B, K, D) of the warm-up adapter and refiner (no gradient)."""
+    def _anchor_tokens(self, batch: dict[str, torch.Tensor], users: torch.Tensor | None) -> torch.Tensor:
+        """Conditioning tokens (B, K, D) of the warm-up adapter and refiner (no gradient); None = generic user.
+
+        The pipeline's own `conditioning` runs with the anchor modules swapped in, so the anchor follows
+        however the pipeline composes its refiner and adapter.
+        """
         pipe = self.pipeline
-        with torch.no_grad():
-            meta = pipe.prompter(batch).to(self.anchor_adapter_.dtype)  # (B, N, H)
-            return self.anchor_adapter_(self.anchor_refiner_(meta, users)).to(pipe.unet.dtype)  # (B, K, D)
+        adapter, refiner = pipe.adapter, pipe.refiner
+        pipe.adapter, pipe.refiner = self.anchor_adapter_, self.anchor_refiner_
+        try:
+            with torch.no_grad():
+                return pipe.conditioning(batch, users)[0]  # (B, K, D)
+        finally:
+            pipe.adapter, pipe.refiner = adapter, refiner
 
     @contextmanager
     def _anchor_unet(self) -> Iterator[None]:

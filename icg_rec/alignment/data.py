@@ -68,17 +68,27 @@ class Audience:
 def personalized_user_vectors(
     model: PersonalizedRewardModel, user_ids: np.ndarray | torch.Tensor
 ) -> torch.Tensor:
-    """The reward model's user vectors, rescaled to unit mean norm over its users: the generator's embeddings.
+    """The reward model's user vectors as the generator's embeddings: centred, then unit mean norm.
+
+    Centring matters: a fitted model's user vectors share a large common part (on SimWorld the mean
+    vector held 97% of the mean norm, cohort centroids differed by 5%), which the refiner could only
+    learn as one more generic shift. After centring a vector says how the user differs from the
+    average user, and the generic user (-1) is exactly the zero vector: the non-personalized cover.
 
     Args:
         model: a fitted PersonalizedRewardModel with a user side (`use_user=True`).
         user_ids: (n,) user ids known to the model, or -1 (the generic user).
 
     Returns:
-        (n, dim) float32, detached.
+        (n, dim) float32, detached; over all of the model's users the mean is 0 and the mean norm 1.
     """
-    scale = model.user_vectors().norm(dim=1).mean().clamp_min(1e-8)
-    return model.user_vectors(np.asarray(user_ids)) / scale
+    every = model.user_vectors()  # (U, dim)
+    mean = every.mean(dim=0)  # (dim,)
+    scale = (every - mean).norm(dim=1).mean().clamp_min(1e-8)
+    ids = np.asarray(user_ids)
+    vectors = (model.user_vectors(ids) - mean) / scale  # (n, dim)
+    vectors[torch.from_numpy(ids == -1)] = 0.0
+    return vectors
 
 
 def evaluation_pairs(

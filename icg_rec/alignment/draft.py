@@ -6,9 +6,10 @@ aesthetic + relevance + personalized) and ascends the total:
 
     loss = -mean(total reward) + anchor_weight * |tokens - anchor tokens|^2 / |anchor tokens|^2
 
-The anchor term keeps the conditioning tokens near the warm-up adapter's for the same (item, user): a
-cheap guard against reward hacking that needs no second sampling pass (fidelity in pixels is measured by
-`eval/alignment.py`).
+The anchor term keeps the generic user's conditioning tokens near the warm-up adapter's for the same
+item: a cheap guard against reward hacking that needs no second sampling pass (fidelity in pixels is
+measured by `eval/alignment.py`). How each user's tokens differ from the generic ones is left free: that
+difference is the personalization.
 """
 
 from dataclasses import asdict, dataclass
@@ -32,7 +33,7 @@ class AlignConfig:
     num_inference_steps: int = 10  # DDIM steps per cover
     grad_steps: int = 1  # K: the last K denoising steps keep a graph
     guidance_scale: float = 1.0  # classifier-free guidance while sampling (1 = off, half the UNet cost)
-    anchor_weight: float = 1.0  # weight of the token distance to the warm-up adapter (0 = off)
+    anchor_weight: float = 1.0  # weight of the generic tokens' distance to the warm-up adapter's (0 = off)
     lora_rank: int = 0  # > 0: also train LoRA of this rank on the UNet attention projections
     gradient_checkpointing: bool = False  # recompute UNet activations in the backward pass (saves memory)
     max_grad_norm: float = 1.0  # gradient clipping
@@ -121,8 +122,11 @@ class RewardAligner(AlignerBase):
         loss = -out.total.mean()
         logged: dict[str, torch.Tensor | float] = self._log_terms(out)
         if config.anchor_weight > 0:
-            tokens, _ = pipe.conditioning(batch, users)  # (B, K, D)
-            anchor = self._anchor_tokens(batch, users)  # (B, K, D)
+            # Anchored: the generic (zero-user) tokens. Anchoring each user's own tokens would pull every
+            # cohort's cover back to the generic one; with centred user vectors (`personalized_user_vectors`)
+            # the user-specific part averages out over users, so it cannot carry a reward hack for everyone.
+            tokens, _ = pipe.conditioning(batch, None)  # (B, K, D)
+            anchor = self._anchor_tokens(batch, None)  # (B, K, D)
             distance = (tokens - anchor).pow(2).mean() / anchor.pow(2).mean().clamp_min(1e-8)
             loss = loss + config.anchor_weight * distance
             logged["anchor"] = float(distance.detach())

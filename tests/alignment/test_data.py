@@ -35,7 +35,7 @@ def test_personalized_user_vectors_need_a_user_side():
         )
 
 
-def test_personalized_user_vectors_have_unit_mean_norm_and_refuse_unknown_users():
+def test_personalized_user_vectors_are_centred_with_unit_mean_norm_and_refuse_unknown_users():
     import numpy as np
     import polars as pl
 
@@ -61,6 +61,9 @@ def test_personalized_user_vectors_have_unit_mean_norm_and_refuse_unknown_users(
     vectors = personalized_user_vectors(model, torch.arange(3))
     assert vectors.shape == (3, 5)
     assert vectors.norm(dim=1).mean().item() == pytest.approx(1.0, abs=1e-5)
-    assert personalized_user_vectors(model, torch.tensor([-1])).shape == (1, 5)
+    # centred: the shared part of the users' vectors would only shift every cover alike
+    torch.testing.assert_close(vectors.mean(dim=0), torch.zeros(5), rtol=0, atol=1e-6)
+    mixed = personalized_user_vectors(model, torch.tensor([1, -1]))
+    torch.testing.assert_close(mixed, torch.stack([vectors[1], torch.zeros(5)]), rtol=0, atol=0)
     with pytest.raises(UnknownIdError):
         personalized_user_vectors(model, torch.tensor([7]))

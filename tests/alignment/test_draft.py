@@ -69,6 +69,20 @@ def test_gradients_reach_adapter_refiner_and_lora_but_not_frozen_parts(
     assert all(not p.requires_grad and p.grad is None for p in frozen)
 
 
+def test_the_anchor_holds_the_generic_tokens_and_leaves_the_users_free(
+    pipeline_factory, brightness_reward, items, audience
+):
+    pipe = pipeline_factory()
+    aligner = RewardAligner(pipe, brightness_reward(), AlignConfig(steps=0, **dict(FAST, anchor_weight=1.0)))
+    aligner.fit(items, audience)
+    with torch.no_grad():
+        pipe.refiner.shift.weight.normal_(generator=torch.Generator().manual_seed(0))  # a personalization
+    assert aligner._step(torch.Generator().manual_seed(0))["anchor"] < 1e-10  # rounding of attention kernels
+    with torch.no_grad():
+        pipe.adapter.resampler.latents.add_(0.1)  # a change of the generic cover
+    assert aligner._step(torch.Generator().manual_seed(0))["anchor"] > 1e-4
+
+
 def test_resume_gives_the_same_weights_as_one_run(
     pipeline_factory, brightness_reward, items, audience, tmp_path
 ):
