@@ -5,11 +5,20 @@ arms: `base` (ids + out-of-fold id click rates + PCA of the title/genre text emb
 (+ PCA of the poster embedding), `poster_taste` (+ poster taste cosine), `text_taste` (+ text taste
 cosine). SimWorld arms: `ids`, `cover` (+ PCA of the cover embedding), `cover_taste` (+ cover taste
 cosine). Writes lift.json, report.md and plots to --out.
+
+`--dataset simworld --covers RUN` measures the covers of a quickstart (or refresh) output folder instead,
+with the arms of icg_rec.ranking.cover_arms: `no_cover` (ids + click rates), `original_cover` and
+`personalized_cover` (the cover refreshed for the user's cohort), each cover as its colour-grid
+embedding and its out-of-fold personalized reward score (a cnn-tower reward model fitted here on the
+training clicks, as in the quickstart). RUN is either a quickstart folder (quickstart.json, refresh/,
+cohorts/; the world is rebuilt from quickstart.json) or a refresh folder (manifest.parquet, covers/)
+with `--cohorts` and the --sim-* flags of the world its covers were made for.
 """
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,8 +34,30 @@ from icg_rec.encoders import (
     embed_items,
     encode_cached,
 )
+from icg_rec.encoders.small import ColourGridEncoder
+from icg_rec.errors import SchemaError
 from icg_rec.ranking.base import FeatureSpec
-from icg_rec.ranking.lift import ItemVectors, LiftConfig, build_lift_frames, run_lift, write_lift_report
+from icg_rec.ranking.cover_arms import (
+    NO_COVER,
+    CoverArmsConfig,
+    CoverRun,
+    ItemCovers,
+    read_cover_run,
+    reward_model_scorer,
+    run_cover_arms,
+)
+from icg_rec.ranking.lift import (
+    ItemVectors,
+    LiftConfig,
+    LiftResult,
+    build_lift_frames,
+    run_lift,
+    write_lift_report,
+)
+from icg_rec.rewards.personalized import PersonalizedConfig
+
+if TYPE_CHECKING:
+    from icg_rec.data.sim import SimWorld
 
 USER = ["user_id_ctr", "user_id_log_n"]
 ITEM = ["item_id_ctr", "item_id_log_n"]
@@ -77,6 +108,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sim-items", type=int, default=400)
     parser.add_argument("--sim-impressions", type=int, default=40, help="impressions per SimWorld user")
     parser.add_argument("--sim-seed", type=int, default=0)
+    parser.add_argument(
+        "--covers", type=Path, default=None, help="quickstart or refresh output folder (simworld only)"
+    )
+    parser.add_argument(
+        "--cohorts", type=Path, default=None, help="cohorts folder of --covers (default: RUN/cohorts)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (more stalled tiny models on a busy box)"
+    )
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "icg_rec")
     parser.add_argument("--out", type=Path, default=Path("out/lift"))
     return parser.parse_args(argv)
@@ -84,6 +124,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.covers is not None:
+        return _main_covers(args)
     arms = arms_for(args.dataset, args.protocol)
     if args.arms is not None:
         names = args.arms.split(",")
@@ -100,14 +143,85 @@ def main(argv: list[str] | None = None) -> int:
     config = LiftConfig(baseline=next(iter(arms)), seeds=args.seeds, n_boot=args.n_boot)
     result = run_lift(train, test, arms, _ranker_factory(args.ranker), config)
     meta = {"dataset": dataset.name, "ranker": args.ranker, "protocol": args.protocol, "seeds": args.seeds}
-    path = write_lift_report(result, args.out, meta)
+    _print(result, config.baseline, write_lift_report(result, args.out, meta))
+    return 0
+
+
+def _main_covers(args: argparse.Namespace) -> int:
+    """The three cover arms on the covers of a quickstart or refresh folder."""
+    if args.dataset != "simworld":
+        raise SystemExit("--covers reads covers refreshed for a SimWorld; use it with --dataset simworld")
+    if args.arms is not None:
+        raise SystemExit(
+            "--covers runs the fixed arms no_cover, original_cover, personalized_cover; drop --arms"
+        )
+    run = read_cover_run(args.covers, args.cohorts)
+    world = _cover_world(args, run)
+    train, test = (per_user_temporal_split if args.protocol == "warm" else cold_item_split)(
+        world.dataset.interactions
+    )
+    size = world.config.image_size
+    grid = ColourGridEncoder(image_size=size).freeze()
+
+    def embed(images: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return grid(images).numpy()  # (n, d)
+
+    original = ItemCovers(np.arange(world.config.n_items), world.covers)
+    lift = LiftConfig(baseline=NO_COVER, seeds=args.seeds, n_boot=args.n_boot)
+    result = run_cover_arms(
+        train,
+        test,
+        original,
+        run.refreshed,
+        run.user_cohorts,
+        embed,
+        _ranker_factory(args.ranker),
+        CoverArmsConfig(pca_dim=args.image_pca, lift=lift),
+        fit_scorer=reward_model_scorer(
+            PersonalizedConfig(cover_tower="cnn", image_size=size, epochs=6), original
+        ),
+        base=arms_for("simworld", args.protocol)["ids"],
+    )
+    meta = {
+        "dataset": world.dataset.name,
+        "ranker": args.ranker,
+        "protocol": args.protocol,
+        "seeds": args.seeds,
+        "covers": str(args.covers),
+    }
+    _print(result, NO_COVER, write_lift_report(result, args.out, meta))
+    return 0
+
+
+def _cover_world(args: argparse.Namespace, run: CoverRun) -> "SimWorld":
+    """The world the covers were made for: from quickstart.json, else from the --sim-* flags."""
+    from icg_rec.data.sim import SimConfig, SimWorld
+
+    size = run.refreshed.images.shape[-1]
+    if run.quickstart_config is not None:
+        keys = ("n_users", "n_items", "n_cohorts", "image_size", "seed")
+        config = SimConfig(**{k: run.quickstart_config[k] for k in keys})
+    else:
+        config = SimConfig(
+            n_users=args.sim_users,
+            n_items=args.sim_items,
+            impressions_per_user=args.sim_impressions,
+            seed=args.sim_seed,
+            image_size=size,
+        )
+    if size != config.image_size:
+        raise SchemaError(f"refreshed covers are {size} px, the world's covers {config.image_size} px")
+    return SimWorld.generate(config)
+
+
+def _print(result: LiftResult, baseline: str, path: Path) -> None:
     for name, t in result.lift.items():
         print(
-            f"{name}: AUC {result.arms[name].auc:.4f} vs {config.baseline} {result.arms[config.baseline].auc:.4f}, "
+            f"{name}: AUC {result.arms[name].auc:.4f} vs {baseline} {result.arms[baseline].auc:.4f}, "
             f"delta {t.auc_delta:+.4f} [{t.ci95[0]:+.4f}, {t.ci95[1]:+.4f}] p={t.p_value:.3f}"
         )
     print(f"wrote {path}")
-    return 0
 
 
 def _movielens(args: argparse.Namespace) -> tuple[Dataset, list[ItemVectors]]:

@@ -10,7 +10,9 @@
    one generic cover per item (zero user embedding).
 5. Judge: the oracle's p(click) for each test row's user and item, with the original cover, the generic
    generated cover and the cover generated for the user's cohort. The oracle never trains anything.
-6. Ranker: LightGBM lift on the test rows, ids + click rates vs + original cover vs + cohort cover embeddings.
+6. Ranker: LightGBM lift on the test rows (icg_rec.ranking.cover_arms): ids + click rates, + the original
+   cover, + the cover refreshed for the user's cohort (each cover as its embedding and its out-of-fold
+   personalized reward score for the user).
 7. A/B: assignment, sizing from the train log as the pre-period, and per-arm cover manifests.
 """
 
@@ -37,8 +39,17 @@ from icg_rec.generation.backbones import GeneratorConfig, build_pipeline
 from icg_rec.generation.prompter import PrompterConfig
 from icg_rec.generation.warmup import WarmupConfig, WarmupTrainer
 from icg_rec.io import atomic_write, write_json
-from icg_rec.ranking.base import FeatureSpec
-from icg_rec.ranking.lift import ItemVectors, LiftConfig, build_lift_frames, run_lift, write_lift_report
+from icg_rec.ranking.cover_arms import (
+    NO_COVER,
+    ORIGINAL,
+    PERSONALIZED,
+    CoverArmsConfig,
+    ItemCovers,
+    load_refreshed_covers,
+    reward_model_scorer,
+    run_cover_arms,
+)
+from icg_rec.ranking.lift import LiftConfig, write_lift_report
 from icg_rec.ranking.lightgbm_ranker import LightGBMRanker
 from icg_rec.rewards.aesthetic import AestheticReward
 from icg_rec.rewards.combiner import MultiReward, MultiRewardConfig
@@ -105,9 +116,10 @@ def run_quickstart(out_dir: str | Path, config: QuickstartConfig | None = None) 
     grid = ColourGridEncoder(image_size=config.image_size).freeze()
     titles = items["title"].to_list()
     item_ids = items["item_id"].to_numpy()
-    personal = PersonalizedRewardModel(
-        PersonalizedConfig(cover_tower="cnn", image_size=config.image_size, epochs=6)
-    ).fit(train, CoverFeatures(item_ids, world.covers.numpy()), seed=config.seed)
+    reward_config = PersonalizedConfig(cover_tower="cnn", image_size=config.image_size, epochs=6)
+    personal = PersonalizedRewardModel(reward_config).fit(
+        train, CoverFeatures(item_ids, world.covers.numpy()), seed=config.seed
+    )
     personal.net_.requires_grad_(False)
     relevance = RelevanceModel(RelevanceConfig(shared_dim=32, epochs=60, batch_size=64))
     relevance.fit(text.encode(titles), grid(world.covers).numpy(), seed=config.seed)
@@ -167,6 +179,7 @@ def run_quickstart(out_dir: str | Path, config: QuickstartConfig | None = None) 
     cohorts = UserCohorts(CohortConfig(n_cohorts=config.n_cohorts, seed=config.seed)).fit(
         user_ids, vectors.numpy()
     )
+    cohorts.save(out / "cohorts")  # `python -m eval.lift --covers` reads the user -> cohort mapping back
     generator = PipelineCoverGenerator(
         pipe, item_ids, titles, list(world.covers), config.sample_steps, guidance_scale=1.0
     )
@@ -179,7 +192,7 @@ def run_quickstart(out_dir: str | Path, config: QuickstartConfig | None = None) 
     oracle = _judge(world, test, cohorts, manifest, covers)
     t = lap("judge", t)
 
-    lift = _ranker_lift(world, train, test, cohorts, manifest, covers, grid, config, out / "lift")
+    lift = _ranker_lift(world, train, test, cohorts, grid, reward_config, config, out)
     t = lap("lift", t)
 
     plan, table = plan_ab(train, ABPlanConfig(expected_lift=config.expected_lift))
@@ -235,48 +248,39 @@ def _ranker_lift(
     train: pl.DataFrame,
     test: pl.DataFrame,
     cohorts: UserCohorts,
-    manifest: pl.DataFrame,
-    covers: dict,
     grid: ColourGridEncoder,
+    reward_config: PersonalizedConfig,
     config: QuickstartConfig,
     out: Path,
 ) -> dict:
-    """LightGBM: ids + click rates, + original cover embedding, + the user's cohort cover embedding."""
-    item_ids = np.arange(world.config.n_items)
-    with torch.no_grad():
-        original = grid(world.covers).numpy()  # (n_items, d)
-    train, test = build_lift_frames(
-        train, test, [ItemVectors("cover", item_ids, original, 8)], seed=config.seed
+    """LightGBM on the three cover arms; the refreshed covers are read back from `out/refresh`."""
+
+    def embed(images: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return grid(images).numpy()  # (n, d)
+
+    original = ItemCovers(np.arange(world.config.n_items), world.covers)
+    result = run_cover_arms(
+        train,
+        test,
+        original,
+        load_refreshed_covers(out / "refresh"),
+        pl.DataFrame({"user_id": cohorts.user_ids_, "cohort_id": cohorts.labels_}),
+        embed,
+        LightGBMRanker,
+        CoverArmsConfig(seed=config.seed, lift=LiftConfig(baseline=NO_COVER, seeds=list(config.lift_seeds))),
+        fit_scorer=reward_model_scorer(reward_config, original, seed=config.seed),
+        progress=False,
     )
-    keys = manifest.filter(pl.col("cohort_id") >= 0).sort("item_id", "cohort_id")
-    with torch.no_grad():
-        generated = grid(torch.stack([covers[k] for k in keys["key"]])).numpy()  # (n_items * n_cohorts, d)
-    generated = generated.reshape(world.config.n_items, config.n_cohorts, -1)
-    frames = []
-    for frame in (train, test):
-        cohort = cohorts.cohort_of(frame["user_id"].to_numpy())
-        vec = generated[frame["item_id"].to_numpy(), cohort]  # (n_rows, d)
-        frames.append(frame.with_columns(generated_cover=pl.Series(vec.astype(np.float32))))
-    train, test = frames
-    ids = ["user_id", "item_id"]
-    rates = ["user_id_ctr", "item_id_ctr", "user_id_log_n", "item_id_log_n"]
-    arms = {
-        "base": FeatureSpec(sparse=ids, dense=rates),
-        "original_cover": FeatureSpec(sparse=ids, dense=rates, embeddings=["cover_pca"]),
-        "personalized_cover": FeatureSpec(sparse=ids, dense=rates, embeddings=["generated_cover"]),
-    }
-    result = run_lift(
-        train, test, arms, LightGBMRanker, LiftConfig(seeds=list(config.lift_seeds)), progress=False
-    )
-    write_lift_report(result, out, {"dataset": "simworld", "ranker": "lightgbm"})
-    lift = result.lift["personalized_cover"]
+    write_lift_report(result, out / "lift", {"dataset": "simworld", "ranker": "lightgbm", "protocol": "warm"})
+    lift = result.lift[PERSONALIZED]
     return {
         "relaimpr": lift.relaimpr,
         "auc_delta": lift.auc_delta,
         "ci95": list(lift.ci95),
         "p_value": lift.p_value,
         "auc": {name: arm.auc for name, arm in result.arms.items()},
-        "original_cover_relaimpr": result.lift["original_cover"].relaimpr,
+        "original_cover_relaimpr": result.lift[ORIGINAL].relaimpr,
     }
 
 

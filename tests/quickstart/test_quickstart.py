@@ -1,10 +1,14 @@
 import json
 
+import numpy as np
 import polars as pl
 import pytest
 
 from icg_rec.cli import main
+from icg_rec.cohorts.clustering import CohortConfig, UserCohorts
+from icg_rec.errors import SchemaError
 from icg_rec.quickstart import QuickstartConfig, run_quickstart
+from icg_rec.ranking.cover_arms import read_cover_run
 
 TINY = QuickstartConfig(
     n_users=80,
@@ -34,7 +38,13 @@ def test_quickstart_writes_the_promised_keys_and_files(tiny_run):
     manifest = pl.read_parquet(out / "refresh" / "manifest.parquet")
     assert manifest.height == 40 * 3  # every item: a generic cover and one per cohort
     assert sorted(p.name for p in (out / "contact_sheets").iterdir()) == ["cohort_0.png", "cohort_1.png"]
-    for name in ("report.md", "ab/spec.md", "ab/assignment.parquet", "lift/lift.json"):
+    for name in (
+        "report.md",
+        "ab/spec.md",
+        "ab/assignment.parquet",
+        "lift/lift.json",
+        "cohorts/cohorts.json",
+    ):
         assert (out / name).is_file(), name
 
 
@@ -61,3 +71,29 @@ def test_ab_plan_command_refuses_a_file_that_is_no_manifest(tiny_run, tmp_path):
     with pytest.raises(ValueError, match=r"manifest is missing column\(s\) \['cohort_id', 'key', 'path'\]"):
         main(["ab", "plan", "--interactions", str(bogus), "--items", str(bogus), "--manifest", str(bogus),
               "--out", str(tmp_path / "ab")])  # fmt: skip
+
+
+def test_lift_reads_the_quickstart_covers_and_repeats_its_cover_arms(tiny_run, tmp_path, capsys):
+    from eval.lift import main as lift_main  # in-process: `python -m pytest` runs from the repository root
+
+    out, result = tiny_run
+    assert set(result["ranker_lift"]["auc"]) == {"no_cover", "original_cover", "personalized_cover"}
+    argv = ["--dataset", "simworld", "--covers", str(out), "--seeds", "0", "--image-pca", "8"]
+    assert lift_main([*argv, "--n-boot", "20", "--out", str(tmp_path)]) == 0
+    assert f"wrote {tmp_path / 'lift.json'}" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "lift.json").read_text())
+    assert summary["covers"] == str(out) and set(summary["lift"]) == {"original_cover", "personalized_cover"}
+    # the same world (from quickstart.json), split, covers, cohorts, reward scorer and ranker seed
+    assert {name: arm["auc"] for name, arm in summary["arms"].items()} == result["ranker_lift"]["auc"]
+
+
+def test_the_quickstart_folder_reads_back_as_a_cover_run(tiny_run, tmp_path):
+    out, _ = tiny_run
+    run = read_cover_run(out)
+    assert tuple(run.refreshed.images.shape) == (40 * 2, 3, 16, 16)  # every item x cohort, no generic
+    assert run.user_cohorts.columns == ["user_id", "cohort_id"] and run.user_cohorts.height == 80
+    assert run.quickstart_config["n_users"] == 80
+    vectors = np.random.default_rng(1).normal(size=(80, 4))
+    UserCohorts(CohortConfig(n_cohorts=2, seed=1)).fit(np.arange(80), vectors).save(tmp_path / "other")
+    with pytest.raises(SchemaError, match=r"cohort\(s\) \[0, 1\] refreshed for other centroids"):
+        read_cover_run(out, tmp_path / "other")
