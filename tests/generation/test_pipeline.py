@@ -4,7 +4,12 @@ from PIL import Image
 
 from icg_rec.errors import CheckpointError, SchemaError
 from icg_rec.generation.adapter import AdapterConfig, CoverAdapter
-from icg_rec.generation.backbones import GeneratorConfig, build_pipeline, load_diffusion_backbone
+from icg_rec.generation.backbones import (
+    GeneratorConfig,
+    build_pipeline,
+    embedded_unet,
+    load_diffusion_backbone,
+)
 from icg_rec.generation.pipeline import ICGPipeline
 from icg_rec.generation.prompter import MetaTokenPrompter, PrompterConfig
 
@@ -153,6 +158,24 @@ def test_adapter_not_matching_the_unet_is_refused(embedded):
     narrow = CoverAdapter(AdapterConfig(meta_dim=8, num_tokens=4, cross_attention_dim=32))
     with pytest.raises(CheckpointError, match="meta widths disagree"):
         ICGPipeline(embedded.unet, embedded.scheduler, embedded.prompter, embedded.refiner, narrow)
+
+
+def test_embedded_unet_reads_the_tokens_outside_cross_attention_too():
+    torch.manual_seed(0)
+    unet = embedded_unet(8, 32)
+    for name, module in unet.named_modules():
+        if name.endswith("attn2"):  # cross-attention blind to the tokens: zero keys and values
+            torch.nn.init.zeros_(module.to_k.weight)
+            torch.nn.init.zeros_(module.to_v.weight)
+    sample, step = torch.randn(1, 3, 8, 8), torch.tensor([500])
+    with torch.no_grad():
+        outputs = [unet(sample, step, encoder_hidden_states=torch.randn(1, 4, 32)).sample for _ in range(2)]
+    assert (outputs[0] - outputs[1]).abs().max() > 1e-3
+
+
+def test_embedded_unet_width_must_suit_the_pooling_heads():
+    with pytest.raises(ValueError, match="multiple of 4 \\(pooling heads\\), got 30"):
+        embedded_unet(16, 30)
 
 
 def test_missing_backbone_folders_are_named(tmp_path, encoders):
