@@ -11,7 +11,7 @@ import polars as pl
 import torch
 from torch.nn import functional as F
 
-from icg_rec.rewards.personalized import _check_columns
+from icg_rec.rewards.personalized import _check_columns, _latest_per_user
 
 
 class PopularityBaseline:
@@ -46,14 +46,18 @@ class PopularityBaseline:
 
 
 class MatrixFactorizationBaseline:
-    """Id-only logistic MF: sigmoid(<p_u, q_i> + b_u + b_i + b), trained with BCE (AdamW, full batches).
+    """Id-only logistic MF: sigmoid(<p_u, q_i> + b_u + b_i + b), trained with BCE (AdamW, mini-batches).
+
+    Like the personalized model, it keeps the epoch with the best log loss on each user's latest
+    `valid_fraction` of rows (when the frame has a timestamp column), so both are early-stopped alike.
 
     Args:
         dim: latent factors per id.
-        epochs: passes over the training rows.
+        epochs: passes over the training rows (the most; the best epoch on the validation slice is kept).
         batch_size: rows per step.
         lr: AdamW learning rate.
         weight_decay: L2 on the factors and biases.
+        valid_fraction: each user's latest share of rows held out for early stopping (0: keep the last epoch).
     """
 
     def __init__(
@@ -63,17 +67,26 @@ class MatrixFactorizationBaseline:
         batch_size: int = 1024,
         lr: float = 1e-2,
         weight_decay: float = 1e-4,
+        valid_fraction: float = 0.1,
     ) -> None:
         self.dim = dim
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
+        self.valid_fraction = valid_fraction
 
     def fit(self, interactions: pl.DataFrame, seed: int = 0) -> "MatrixFactorizationBaseline":
-        """Learns user/item factors from user_id, item_id, label rows."""
+        """Learns user/item factors from user_id, item_id, label (and timestamp, for early stopping) rows.
+
+        Returns:
+            self, with the tables `p_`, `q_`, `bu_`, `bi_`, `b_` and `valid_losses_` (one per epoch).
+        """
         _check_columns(interactions, ("user_id", "item_id", "label"), "interactions")
         torch.manual_seed(seed)
+        valid = interactions.clear()
+        if self.valid_fraction > 0 and "timestamp" in interactions.columns:
+            interactions, valid = _latest_per_user(interactions, self.valid_fraction)
         self.user_ids_ = np.unique(interactions["user_id"].to_numpy())
         self.item_ids_ = np.unique(interactions["item_id"].to_numpy())
         u = torch.as_tensor(_rows(self.user_ids_, interactions["user_id"].to_numpy()))
@@ -96,6 +109,11 @@ class MatrixFactorizationBaseline:
         ]
         opt = torch.optim.AdamW([*params, self.b_], lr=self.lr, weight_decay=self.weight_decay)
         gen = torch.Generator().manual_seed(seed)
+        vu = torch.as_tensor(_rows(self.user_ids_, valid["user_id"].to_numpy()))
+        vi = torch.as_tensor(_rows(self.item_ids_, valid["item_id"].to_numpy()))
+        vy = torch.tensor(valid["label"].to_numpy(), dtype=torch.float32)
+        tables = [self.p_, self.q_, self.bu_, self.bi_]
+        best, best_state, self.valid_losses_ = np.inf, None, []
         for _ in range(self.epochs):
             perm = torch.randperm(len(y), generator=gen)
             for s in range(0, len(y), self.batch_size):
@@ -104,6 +122,18 @@ class MatrixFactorizationBaseline:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+            if len(vy):
+                with torch.no_grad():
+                    v_loss = F.binary_cross_entropy_with_logits(self._logit(vu, vi), vy).item()
+                self.valid_losses_.append(v_loss)
+                if v_loss < best:
+                    best = v_loss
+                    best_state = [t.weight.detach().clone() for t in tables] + [self.b_.detach().clone()]
+        if best_state is not None:
+            with torch.no_grad():
+                for table, weight in zip(tables, best_state[:-1], strict=True):
+                    table.weight.copy_(weight)
+                self.b_.copy_(best_state[-1])
         return self
 
     def _logit(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:

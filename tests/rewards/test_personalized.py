@@ -12,8 +12,8 @@ from icg_rec.rewards.personalized import (
     CoverFeatures,
     PersonalizedConfig,
     PersonalizedRewardModel,
-    _history_counts,
-    _history_matrix,
+    _beta_prior_strength,
+    _out_of_fold_sums,
 )
 
 CNN = PersonalizedConfig(
@@ -144,16 +144,31 @@ def test_same_seed_same_numbers(taste_log):
     np.testing.assert_array_equal(a, b)
 
 
-def test_out_of_fold_history_excludes_the_rows_own_fold():
+def test_out_of_fold_sums_exclude_the_rows_own_fold():
     u = torch.tensor([1, 1, 1, 2])
-    i = torch.tensor([1, 2, 3, 1])
-    y = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    values = torch.tensor([[1.0], [10.0], [100.0], [1000.0]])
     folds = torch.tensor([0, 1, 0, 1])
-    h = _history_matrix(u, i, y, folds, n_user_rows=3, n_item_rows=4, k=2).to_dense()
-    assert h[1 * 2 + 0].tolist() == [0.0, 0.0, 1.0, 0.0]  # user 1, fold 0: only item 2 (fold 1) counts
-    assert h[1 * 2 + 1].tolist() == [0.0, 1.0, 0.0, 0.0]  # user 1, fold 1: only item 1
-    assert h[2 * 2 + 1].tolist() == [0.0, 0.0, 0.0, 0.0]  # user 2's one click is in fold 1
-    assert h[2 * 2 + 0].tolist() == [0.0, 1.0, 0.0, 0.0]
+    sums = _out_of_fold_sums(values, u, folds, n_user_rows=3, k=2)[:, 0]
+    assert sums.tolist() == [0.0, 0.0, 10.0, 101.0, 1000.0, 0.0]  # rows u*2+f; user 0 has no rows
+
+
+def test_beta_prior_strength_recovers_the_spread_of_the_rates():
+    rng = np.random.default_rng(0)
+    rates = rng.beta(2.0, 18.0, size=5000)  # Beta(a, b): strength a + b = 20 pseudo-impressions
+    shown = np.full(5000, 200)
+    clicks = rng.binomial(shown, rates)
+    strength = _beta_prior_strength(torch.tensor(clicks).float(), torch.tensor(shown).float())
+    assert 18.0 < strength < 22.0
+    same = _beta_prior_strength(torch.full((100,), 5.0), torch.full((100,), 50.0))  # no spread at all
+    assert same == 1e6
+
+
+def test_a_users_history_moves_their_taste_toward_what_they_clicked(emb_model):
+    taste = emb_model.user_vectors(np.arange(20))  # (20, dim)
+    generic = emb_model.user_vectors(np.array([-1]))  # (1, dim): the prior mixture
+    red_lovers, blue_lovers = taste[0::2].mean(0), taste[1::2].mean(0)
+    assert (red_lovers - blue_lovers).norm() > (red_lovers - generic[0]).norm() * 0.5
+    assert torch.cosine_similarity(red_lovers - generic[0], blue_lovers - generic[0], dim=0) < 0
 
 
 def test_calibrated_probabilities_match_the_click_rate(cnn_model, taste_log):
@@ -161,14 +176,3 @@ def test_calibrated_probabilities_match_the_click_rate(cnn_model, taste_log):
     p = cnn_model.predict(frame, CoverFeatures(np.arange(24), covers.numpy()))
     assert p.dtype == np.float64 and ((p > 0) & (p < 1)).all()
     assert abs(p.mean() - frame["label"].mean()) < 0.05
-
-
-def test_out_of_fold_counts_exclude_the_rows_own_fold():
-    u = torch.tensor([1, 1, 1, 2])
-    y = torch.tensor([1.0, 1.0, 0.0, 1.0])
-    folds = torch.tensor([0, 1, 0, 1])
-    counts = torch.expm1(_history_counts(u, y, folds, n_user_rows=3, k=2))  # (clicks, impressions)
-    assert counts[1 * 2 + 0].tolist() == [1.0, 1.0]  # user 1 outside fold 0: row 2 only
-    assert counts[1 * 2 + 1].tolist() == [1.0, 2.0]  # user 1 outside fold 1: rows 1 and 3
-    assert counts[2 * 2 + 0].tolist() == [1.0, 1.0]
-    assert counts[2 * 2 + 1].tolist() == [0.0, 0.0]
