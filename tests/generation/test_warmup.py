@@ -75,3 +75,17 @@ def test_reference_tensor_resizes_and_checks_shape(covers):
     ]
     with pytest.raises(SchemaError, match=r"\(n, 3, H, W\)"):
         reference_tensor(torch.rand(2, 1, 8, 8), 8)
+
+
+def test_timestep_power_favours_high_noise(encoders, covers):
+    pipe = _pipeline(encoders)
+    shares = {}
+    for power in (1.0, 2.0):
+        trainer = WarmupTrainer(pipe, WarmupConfig(timestep_power=power))
+        steps = trainer._timesteps(4000, torch.Generator().manual_seed(0))
+        assert steps.min() >= 0 and steps.max() <= 999
+        shares[power] = float((steps >= 500).float().mean())
+    assert abs(shares[1.0] - 0.5) < 0.03  # uniform
+    assert abs(shares[2.0] - 0.5**0.5) < 0.03  # P(1 - u^2 >= 1/2) = P(u <= 1/sqrt 2)
+    with pytest.raises(ValueError, match="timestep_power must be > 0, got 0.0"):
+        WarmupTrainer(pipe, WarmupConfig(steps=1, timestep_power=0.0)).fit(["a"], covers[:1])
