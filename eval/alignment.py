@@ -87,12 +87,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("out/alignment"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=16, help="world and generator cover side")
-    p.add_argument("--warmup-steps", type=int, default=150)
-    p.add_argument("--align-steps", type=int, default=150, help="DRaFT steps per arm")
+    p.add_argument(
+        "--warmup-steps", type=int, default=450, help="150 left covers item-independent (eval/RESULTS.md)"
+    )
+    p.add_argument("--align-steps", type=int, default=60, help="DRaFT steps per arm (measured: 60)")
     p.add_argument("--dpo-rounds", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-2, help="alignment learning rate (both methods)")
-    p.add_argument("--anchor-weight", type=float, default=0.1, help="DRaFT token anchor to the warm-up")
+    p.add_argument(
+        "--anchor-weight", type=float, default=1.0, help="DRaFT token anchor; 0.1 let relevance collapse"
+    )
     p.add_argument("--lora-rank", type=int, default=0, help="> 0: also train UNet attention LoRA")
     p.add_argument("--sample-steps", type=int, default=6, help="DDIM steps everywhere")
     p.add_argument("--grad-steps", type=int, default=6, help="K; 2 of 6 moved nothing (eval/RESULTS.md)")
@@ -278,17 +282,24 @@ def summarise(per_pair: dict[str, np.ndarray], cohorts: np.ndarray) -> dict:
 
 
 def ratios(per_pair: dict[str, dict[str, np.ndarray]], arms: list[str]) -> dict[str, float]:
-    """Judge CTR of each aligned arm over warm-up and over public-only; relevance over warm-up."""
+    """Judge CTR of each aligned arm over warm-up and over public-only; relevance against warm-up.
+
+    Relevance is a cosine score that can be negative; a ratio to a warm-up score <= 0 would read a drop as a
+    rise, so the ratio is NaN there and `relevance_<arm>_minus_warmup` is the number to read.
+    """
     out = {}
+    warm_relevance = float(per_pair["warmup"]["relevance"].mean())
     for name in arms:
         for base in ("warmup", "public"):
             if base != name and base in per_pair:
                 out[f"judge_ctr_{name}_vs_{base}"] = float(
                     per_pair[name]["judge_ctr"].mean() / per_pair[base]["judge_ctr"].mean()
                 )
-        out[f"relevance_{name}_vs_warmup"] = float(
-            per_pair[name]["relevance"].mean() / per_pair["warmup"]["relevance"].mean()
+        relevance = float(per_pair[name]["relevance"].mean())
+        out[f"relevance_{name}_vs_warmup"] = (
+            relevance / warm_relevance if warm_relevance > 0 else float("nan")
         )
+        out[f"relevance_{name}_minus_warmup"] = relevance - warm_relevance
     return out
 
 
