@@ -66,7 +66,7 @@ class QuickstartConfig:
     n_users: int = 2000  # SimWorld users
     n_items: int = 400  # SimWorld items
     n_cohorts: int = 8  # SimWorld taste cohorts, and the cohorts covers are refreshed for
-    warmup_steps: int = 150  # denoising warm-up steps of the generator
+    warmup_steps: int = 300  # denoising warm-up steps of the generator (150 left it item-blind)
     align_steps: int = 150  # DRaFT-K alignment steps
     sample_steps: int = 6  # DDIM steps for every cover
     grad_steps: int = 2  # K: denoising steps back-propagated during alignment
@@ -150,6 +150,7 @@ def run_quickstart(out_dir: str | Path, config: QuickstartConfig | None = None) 
             learning_rate=2e-3,
             sample_steps=config.sample_steps,
             guidance_scale=1.0,
+            timestep_power=2.0,  # favour high noise, where the covers' item conditioning is learned
             seed=config.seed,
         ),
     ).fit(item_set.titles, item_set.images, out / "warmup")
@@ -170,7 +171,7 @@ def run_quickstart(out_dir: str | Path, config: QuickstartConfig | None = None) 
             learning_rate=1e-2,
             num_inference_steps=config.sample_steps,
             grad_steps=config.grad_steps,
-            anchor_weight=0.1,
+            anchor_weight=1.0,  # 0.1 let DRaFT trade the item for one cover style for everyone
             seed=config.seed,
         ),
     ).fit(item_set, Audience(torch.from_numpy(user_ids), vectors), out / "align")

@@ -98,7 +98,7 @@ def test_features_and_out_of_fold_scores_route_each_row_to_its_cover():
     train, test, arms = build_cover_arms(
         train, test, original, refreshed, cohorts, _embed, CONFIG, fit_scorer
     )
-    assert fitted_on == [1280, 1280, 1280, 1920]  # each fold's complement, then all training rows
+    assert fitted_on == [1280, 1280, 1280]  # each fold's complement only: test rows get the fold mean
     ids = ["user_id", "item_id"]
     assert arms == {
         "no_cover": FeatureSpec(sparse=ids, dense=RATES),
