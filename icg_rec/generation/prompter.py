@@ -232,6 +232,11 @@ class MetaTokenPrompter(PipelineModule):
         batch = dict(inputs)
         batch["input_ids"] = torch.cat([inputs["input_ids"], meta_ids], dim=1)  # (B, T + N)
         batch["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(meta_ids)], dim=1)
+        if "mm_token_type_ids" in batch:
+            # Qwen2-VL's M-RoPE reads one type per position (0 text, 1 image): the meta tokens are text
+            types = inputs["mm_token_type_ids"]
+            meta_types = torch.zeros_like(meta_ids, dtype=types.dtype)
+            batch["mm_token_type_ids"] = torch.cat([types, meta_types], dim=1)  # (B, T + N)
         batch.pop("token_type_ids", None)
         device = self.meta_tokens.device
         return {key: value.to(device) for key, value in batch.items() if isinstance(value, torch.Tensor)}
@@ -304,7 +309,7 @@ def _load_hf_backbone(path: str) -> tuple[PreTrainedModel, Any]:
         )
     backbone = AutoModel.from_pretrained(folder)
     if backbone.config.model_type in VLM_IMAGE_MARKUP:
-        processor = AutoProcessor.from_pretrained(folder)
+        processor = _load_vlm_processor(folder, backbone.config.model_type)
         processor.tokenizer.padding_side = "left"
     else:
         processor = AutoTokenizer.from_pretrained(folder)
@@ -313,6 +318,34 @@ def _load_hf_backbone(path: str) -> tuple[PreTrainedModel, Any]:
             processor.pad_token = processor.eos_token
     backbone.eval()
     return backbone, processor
+
+
+def _load_vlm_processor(folder: Path, model_type: str) -> Any:
+    """The VLM's own processor; for Qwen2-VL / Qwen2.5-VL without torchvision, its image-only form.
+
+    Their processors also hold a video processor, which needs torchvision, so `AutoProcessor` raises
+    ImportError without it. Covers are still images and the image processor has a PIL backend, so the
+    same processor class is rebuilt from the image processor and tokenizer alone: its `__call__`
+    (image-token expansion, `mm_token_type_ids`) is unchanged. Other ImportErrors propagate as they are.
+    """
+    try:
+        return AutoProcessor.from_pretrained(folder)
+    except ImportError:
+        if model_type not in ("qwen2_vl", "qwen2_5_vl"):
+            raise
+    from transformers import AutoImageProcessor, Qwen2_5_VLProcessor, Qwen2VLProcessor
+
+    base = Qwen2VLProcessor if model_type == "qwen2_vl" else Qwen2_5_VLProcessor
+
+    class ImageOnlyProcessor(base):  # type: ignore[valid-type,misc]
+        # ProcessorMixin takes its sub-processors from this signature: without `video_processor` here,
+        # none is required or type-checked (the check itself needs torchvision's VideoProcessorMixin)
+        def __init__(self, image_processor: Any, tokenizer: Any, chat_template: str | None = None) -> None:
+            super().__init__(image_processor, tokenizer, None, chat_template=chat_template)
+
+    return ImageOnlyProcessor(
+        AutoImageProcessor.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    )
 
 
 def _placeholder_id(tokenizer: Any) -> int:

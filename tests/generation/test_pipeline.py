@@ -1,6 +1,7 @@
 import pytest
 import torch
 from PIL import Image
+from transformers import Qwen2VLProcessor
 
 from icg_rec.errors import CheckpointError, SchemaError
 from icg_rec.generation.adapter import AdapterConfig, CoverAdapter
@@ -192,3 +193,53 @@ def test_pil_and_path_images_are_read(embedded, covers, tmp_path):
     Image.new("RGB", (16, 16), (200, 30, 30)).save(path)
     batch = embedded.prompter.prepare(["a", "b"], [path, Image.open(path)])
     torch.testing.assert_close(batch["image_features"][0], batch["image_features"][1])
+
+
+def test_plug_and_play_qwen2vl_reads_the_image_through_its_own_vision_tower(sd_dir, qwen2vl_dir, covers):
+    config = GeneratorConfig(
+        diffusion=str(sd_dir),
+        num_tokens=4,
+        prompter=PrompterConfig(backbone=str(qwen2vl_dir), num_meta_tokens=3),
+    )
+    torch.manual_seed(0)
+    pipe = build_pipeline(config)
+    pipe.set_progress_bar_config(disable=True)
+    prompter = pipe.prompter
+    assert prompter.kind == "vlm"
+    # its own processor class; without torchvision, in its image-only form (no video processor)
+    assert isinstance(prompter.processor, Qwen2VLProcessor)
+    batch = prompter.prepare(TITLES[:2], list(covers[:2]))
+    image_pad = prompter.backbone.config.image_token_id
+    # each 16 px cover: a 1x4x4 patch grid, merged 2x2 into 4 image tokens, and 3 meta placeholders last
+    assert batch["image_grid_thw"].tolist() == [[1, 4, 4], [1, 4, 4]]
+    assert (batch["input_ids"] == image_pad).sum(dim=1).tolist() == [4, 4]
+    assert batch["mm_token_type_ids"].shape == batch["input_ids"].shape
+    assert batch["mm_token_type_ids"].sum(dim=1).tolist() == [4, 4]  # the image tokens, not the meta tokens
+    meta = prompter(batch)
+    assert meta.shape == (2, 3, 16)
+    other = prompter(prompter.prepare(TITLES[:2], list(covers[2:4])))
+    assert (meta - other).abs().max() > 0  # the image changes the meta states
+    assert pipe(TITLES, list(covers), num_inference_steps=2, output_type="pt").images.shape == (4, 3, 16, 16)
+
+
+def test_plug_and_play_idefics3_reads_the_image_through_its_own_vision_tower(sd_dir, idefics3_dir, covers):
+    config = GeneratorConfig(
+        diffusion=str(sd_dir),
+        num_tokens=4,
+        prompter=PrompterConfig(backbone=str(idefics3_dir), num_meta_tokens=3),
+    )
+    torch.manual_seed(0)
+    pipe = build_pipeline(config)
+    pipe.set_progress_bar_config(disable=True)
+    prompter = pipe.prompter
+    assert prompter.kind == "vlm"
+    batch = prompter.prepare(TITLES[:2], list(covers[:2]))
+    # one unsplit 16 px image per row; 4x4 patches pixel-shuffled into 4 <image> tokens
+    assert batch["pixel_values"].shape == (2, 1, 3, 16, 16)
+    image_id = prompter.backbone.config.image_token_id
+    assert (batch["input_ids"] == image_id).sum(dim=1).tolist() == [4, 4]
+    meta = prompter(batch)
+    assert meta.shape == (2, 3, 16)
+    other = prompter(prompter.prepare(TITLES[:2], list(covers[2:4])))
+    assert (meta - other).abs().max() > 0  # the image changes the meta states
+    assert pipe(TITLES, list(covers), num_inference_steps=2, output_type="pt").images.shape == (4, 3, 16, 16)
