@@ -112,15 +112,21 @@ def test_plug_and_play_sd_layout_with_a_causal_lm_and_lora(sd_dir, llama_dir, en
     )
 
 
-def test_plug_and_play_llava_reads_the_image_through_its_own_vision_tower(sd_dir, llava_dir, covers):
+def _vlm_pipeline(sd_dir, vlm_dir) -> ICGPipeline:
+    """SD-1.5-layout diffusion + a local VLM folder, through the same build path users call; seed 0."""
     config = GeneratorConfig(
         diffusion=str(sd_dir),
         num_tokens=4,
-        prompter=PrompterConfig(backbone=str(llava_dir), num_meta_tokens=3),
+        prompter=PrompterConfig(backbone=str(vlm_dir), num_meta_tokens=3),
     )
     torch.manual_seed(0)
     pipe = build_pipeline(config)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_plug_and_play_llava_reads_the_image_through_its_own_vision_tower(sd_dir, llava_dir, covers):
+    pipe = _vlm_pipeline(sd_dir, llava_dir)
     assert pipe.prompter.kind == "vlm"
     batch = pipe.prompter.prepare(TITLES[:2], list(covers[:2]))
     meta = pipe.prompter(batch)
@@ -196,14 +202,7 @@ def test_pil_and_path_images_are_read(embedded, covers, tmp_path):
 
 
 def test_plug_and_play_qwen2vl_reads_the_image_through_its_own_vision_tower(sd_dir, qwen2vl_dir, covers):
-    config = GeneratorConfig(
-        diffusion=str(sd_dir),
-        num_tokens=4,
-        prompter=PrompterConfig(backbone=str(qwen2vl_dir), num_meta_tokens=3),
-    )
-    torch.manual_seed(0)
-    pipe = build_pipeline(config)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = _vlm_pipeline(sd_dir, qwen2vl_dir)
     prompter = pipe.prompter
     assert prompter.kind == "vlm"
     # its own processor class; without torchvision, in its image-only form (no video processor)
@@ -223,14 +222,7 @@ def test_plug_and_play_qwen2vl_reads_the_image_through_its_own_vision_tower(sd_d
 
 
 def test_plug_and_play_idefics3_reads_the_image_through_its_own_vision_tower(sd_dir, idefics3_dir, covers):
-    config = GeneratorConfig(
-        diffusion=str(sd_dir),
-        num_tokens=4,
-        prompter=PrompterConfig(backbone=str(idefics3_dir), num_meta_tokens=3),
-    )
-    torch.manual_seed(0)
-    pipe = build_pipeline(config)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = _vlm_pipeline(sd_dir, idefics3_dir)
     prompter = pipe.prompter
     assert prompter.kind == "vlm"
     batch = prompter.prepare(TITLES[:2], list(covers[:2]))
