@@ -36,6 +36,7 @@ from icg_rec.encoders import (
 )
 from icg_rec.encoders.small import ColourGridEncoder
 from icg_rec.errors import SchemaError
+from icg_rec.io import config_from_dict
 from icg_rec.ranking.base import FeatureSpec
 from icg_rec.ranking.cover_arms import (
     NO_COVER,
@@ -178,9 +179,7 @@ def _main_covers(args: argparse.Namespace) -> int:
         embed,
         _ranker_factory(args.ranker),
         CoverArmsConfig(pca_dim=args.image_pca, lift=lift),
-        fit_scorer=reward_model_scorer(
-            PersonalizedConfig(cover_tower="cnn", image_size=size, epochs=6), original
-        ),
+        fit_scorer=reward_model_scorer(_reward_config(size), original),
         base=arms_for("simworld", args.protocol)["ids"],
     )
     meta = {
@@ -194,14 +193,25 @@ def _main_covers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reward_config(image_size: int) -> PersonalizedConfig:
+    """The quickstart's reward model settings (they depend on the cover size only)."""
+    from icg_rec.quickstart import QuickstartConfig  # heavy (generation, alignment): only for --covers
+
+    return QuickstartConfig(image_size=image_size).reward_config()
+
+
 def _cover_world(args: argparse.Namespace, run: CoverRun) -> "SimWorld":
     """The world the covers were made for: from quickstart.json, else from the --sim-* flags."""
     from icg_rec.data.sim import SimConfig, SimWorld
 
     size = run.refreshed.images.shape[-1]
     if run.quickstart_config is not None:
-        keys = ("n_users", "n_items", "n_cohorts", "image_size", "seed")
-        config = SimConfig(**{k: run.quickstart_config[k] for k in keys})
+        from icg_rec.quickstart import QuickstartConfig
+
+        quickstart = config_from_dict(
+            QuickstartConfig, run.quickstart_config, source="quickstart.json config"
+        )
+        config = quickstart.sim_config()
     else:
         config = SimConfig(
             n_users=args.sim_users,

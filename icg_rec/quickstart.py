@@ -75,6 +75,20 @@ class QuickstartConfig:
     expected_lift: float = 0.05  # relative per-user CTR lift the A/B test is sized for
     threads: int = 1  # torch threads: tiny models; 2 threads on 2 busy cores stalled 12x here
 
+    def sim_config(self) -> SimConfig:
+        """The SimWorld the quickstart runs on."""
+        return SimConfig(
+            n_users=self.n_users,
+            n_items=self.n_items,
+            n_cohorts=self.n_cohorts,
+            image_size=self.image_size,
+            seed=self.seed,
+        )
+
+    def reward_config(self) -> PersonalizedConfig:
+        """The personalized reward model: a cnn tower on the covers' pixels (alignment differentiates it)."""
+        return PersonalizedConfig(cover_tower="cnn", image_size=self.image_size, epochs=6)
+
 
 def run_quickstart(out_dir: str | Path, config: QuickstartConfig | None = None) -> dict:
     """Runs the loop and writes quickstart.json, report.md, contact sheets and the A/B plan into `out_dir`.
@@ -99,15 +113,7 @@ def run_quickstart(out_dir: str | Path, config: QuickstartConfig | None = None) 
         return time.perf_counter()
 
     t = time.perf_counter()
-    world = SimWorld.generate(
-        SimConfig(
-            n_users=config.n_users,
-            n_items=config.n_items,
-            n_cohorts=config.n_cohorts,
-            image_size=config.image_size,
-            seed=config.seed,
-        )
-    )
+    world = SimWorld.generate(config.sim_config())
     items = world.save_covers(out / "reference_covers").items
     train, test = per_user_temporal_split(world.dataset.interactions, test_fraction=0.2)
     t = lap("world", t)
@@ -116,7 +122,7 @@ def run_quickstart(out_dir: str | Path, config: QuickstartConfig | None = None) 
     grid = ColourGridEncoder(image_size=config.image_size).freeze()
     titles = items["title"].to_list()
     item_ids = items["item_id"].to_numpy()
-    reward_config = PersonalizedConfig(cover_tower="cnn", image_size=config.image_size, epochs=6)
+    reward_config = config.reward_config()
     personal = PersonalizedRewardModel(reward_config).fit(
         train, CoverFeatures(item_ids, world.covers.numpy()), seed=config.seed
     )
