@@ -1,4 +1,5 @@
 import copy
+import json
 
 import numpy as np
 import polars as pl
@@ -14,6 +15,7 @@ from icg_rec.rewards.personalized import (
     PersonalizedRewardModel,
     _beta_prior_strength,
     _out_of_fold_sums,
+    colour_statistics,
 )
 
 CNN = PersonalizedConfig(
@@ -176,3 +178,56 @@ def test_calibrated_probabilities_match_the_click_rate(cnn_model, taste_log):
     p = cnn_model.predict(frame, CoverFeatures(np.arange(24), covers.numpy()))
     assert p.dtype == np.float64 and ((p > 0) & (p < 1)).all()
     assert abs(p.mean() - frame["label"].mean()) < 0.05
+
+
+def test_colour_statistics_of_flat_covers():
+    red, grey = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
+    red[:, 0] = 1.0
+    stats = colour_statistics(torch.cat([red, grey]), bins=6)  # (2, 6 + 5)
+    assert stats.shape == (2, 11)
+    hist = stats[:, :6]
+    assert hist[0].argmax().item() == 0  # red is bin 0
+    torch.testing.assert_close(hist[0, 0], torch.tensor(1.0))  # full chroma, on the bin centre
+    torch.testing.assert_close(hist[0, 1], hist[0, 5])  # yellow and magenta neighbours alike
+    torch.testing.assert_close(hist[1], torch.zeros(6))  # grey: no hue mass
+    # luma mean, luma sd, chroma, centre - mean, edges
+    torch.testing.assert_close(stats[0, 6:], torch.tensor([0.299, 0.0, 1.0, 0.0, 0.0]))
+    torch.testing.assert_close(stats[1, 6:], torch.tensor([0.5, 0.0, 0.0, 0.0, 0.0]))
+
+
+def test_colour_statistics_have_finite_gradients_on_grey_pixels():
+    pixels = torch.full((2, 3, 8, 8), 0.5, requires_grad=True)  # grey: hue undefined
+    colour_statistics(pixels).sum().backward()
+    assert torch.isfinite(pixels.grad).all()
+
+
+def test_colour_bins_zero_drops_the_colour_statistics(taste_log):
+    frame, covers = taste_log
+    feats = CoverFeatures(np.arange(24), covers.numpy())
+    plain = PersonalizedRewardModel(PersonalizedConfig(**{**CNN.__dict__, "colour_bins": 0, "epochs": 1}))
+    keys = set(plain.fit(frame, feats, seed=0).net_.state_dict())
+    assert not any(k.startswith("tower.stats_norm") for k in keys)
+    assert plain.net_.tower.out.in_features == 4 * 4 + 6
+    assert PersonalizedRewardModel(CNN).fit(frame, feats, seed=0).net_.tower.out.in_features == 4 * 4 + 6 + 17
+
+
+def test_negative_colour_bins_raise(taste_log):
+    frame, covers = taste_log
+    with pytest.raises(ValueError, match="colour_bins must be >= 0, got -1"):
+        PersonalizedRewardModel(PersonalizedConfig(**{**CNN.__dict__, "colour_bins": -1})).fit(
+            frame, CoverFeatures(np.arange(24), covers.numpy())
+        )
+
+
+def test_checkpoints_without_colour_bins_load_as_before(taste_log, tmp_path):
+    """Checkpoints written before `colour_bins` existed hold a cnn tower without colour statistics."""
+    frame, covers = taste_log
+    feats = CoverFeatures(np.arange(24), covers.numpy())
+    old = PersonalizedRewardModel(PersonalizedConfig(**{**CNN.__dict__, "colour_bins": 0, "epochs": 1}))
+    old.fit(frame, feats, seed=0).save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    del meta["config"]["colour_bins"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    loaded = PersonalizedRewardModel.load(tmp_path / "m")
+    assert loaded.config.colour_bins == 0
+    np.testing.assert_array_equal(loaded.predict(frame, feats), old.predict(frame, feats))
