@@ -8,8 +8,6 @@ last 20% of rows by time are the test set):
   SimWorld adds the oracle agreement: the oracle's own AUC on the test labels, the model's AUC as a
   share of it, and the Spearman correlation of the model's scores with the oracle probabilities, and
   the ceilings (`oracle_ceilings`): how much of the oracle's AUC is reachable from the training log.
-  SimWorld models (both towers, and the cover-only model) read the items' genre tags as their title
-  input (`tag_matrix`, multi-hot of the items frame's `text` column).
 - relevance: title -> cover retrieval recall@1/@10 of RelevanceModel on held-out items (20%, by item).
 Image features are frozen EfficientNet-Lite0 embeddings, text features MiniLM, through the cache.
 """
@@ -140,17 +138,15 @@ def simworld(args: argparse.Namespace) -> dict:
         "oracle_auc": oracle_auc,
         "ceilings": oracle_ceilings(world, train, test),
     }
-    # the items' genre tags as the title input of both towers (neutral on validation: see eval/RESULTS.md)
-    tags = tag_matrix(world.dataset.items)
     # lr 1e-3 chosen on a validation carve-out of train (each user's last 25% of train rows): better than
     # 3e-3 for the embedding tower at 40 impressions per user and the cnn tower at 120
     variants = {
         "embedding": (
-            CoverFeatures(item_ids, image, titles=tags),
+            CoverFeatures(item_ids, image),
             PersonalizedConfig(epochs=args.epochs, lr=1e-3),
         ),
         "cnn": (
-            CoverFeatures(item_ids, world.covers.numpy(), titles=tags),
+            CoverFeatures(item_ids, world.covers.numpy()),
             PersonalizedConfig(
                 cover_tower="cnn",
                 image_size=world.config.image_size,
@@ -181,21 +177,6 @@ def simworld(args: argparse.Namespace) -> dict:
     out["personalized"] = out[f"personalized_{args.sim_towers[0]}"]
     text = MiniLMTextEncoder().encode(item_texts(world.dataset.items))
     out["relevance"] = relevance_block(text, image, args.seed, RelevanceConfig())
-    return out
-
-
-def tag_matrix(items: pl.DataFrame) -> np.ndarray:
-    """Multi-hot (n_items, n_tags) float32 of the "|"-separated tags in the items' `text` column.
-
-    Tags are sorted by name; an empty text gives a zero row. This is item metadata the log ships with
-    (SimWorld's genres), not oracle knowledge: which genre is primary and how users weigh it stay unknown.
-    """
-    texts = [t or "" for t in items["text"].to_list()]
-    split = [[tag for tag in text.split("|") if tag] for text in texts]
-    names = sorted({tag for tags in split for tag in tags})
-    out = np.zeros((len(texts), len(names)), dtype=np.float32)
-    for row, tags in enumerate(split):
-        out[row, [names.index(tag) for tag in tags]] = 1.0
     return out
 
 
