@@ -93,6 +93,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=16, help="world and generator cover side")
     p.add_argument(
+        "--sim-impressions",
+        type=int,
+        default=SimConfig.impressions_per_user,
+        help="impressions per user in the world's log (the personalized reward's training data)",
+    )
+    p.add_argument(
         "--warmup-steps", type=int, default=450, help="150 left covers item-independent (eval/RESULTS.md)"
     )
     p.add_argument(
@@ -126,7 +132,9 @@ def build_world(args: argparse.Namespace):
     from icg_rec.encoders import MiniLMTextEncoder
     from icg_rec.encoders.small import ColourGridEncoder, MemoTextEncoder
 
-    world = SimWorld.generate(SimConfig(image_size=args.image_size, seed=args.seed))
+    world = SimWorld.generate(
+        SimConfig(image_size=args.image_size, impressions_per_user=args.sim_impressions, seed=args.seed)
+    )
     items_frame = world.dataset.items
     titles = items_frame["title"].to_list()
     item_ids = torch.as_tensor(items_frame["item_id"].to_numpy().copy())
