@@ -112,7 +112,7 @@ class _CnnTower(nn.Module):
     clicks: how much of the cover lies in each hue, how bright, contrasted, colourful and busy it is.
     """
 
-    def __init__(self, channels: int, dim: int, colour_bins: int = 0) -> None:
+    def __init__(self, channels: int, dim: int, colour_bins: int) -> None:
         super().__init__()
         c = channels
         self.colour_bins = colour_bins
@@ -122,6 +122,8 @@ class _CnnTower(nn.Module):
             nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1), nn.GELU(),
         )  # fmt: skip
         n_stats = colour_bins + 5 if colour_bins else 0
+        # fit runs the tower on every item's cover at once, so in training the batch statistics are the
+        # items'; afterwards the running statistics (of the same fixed covers) take their place
         self.stats_norm = nn.BatchNorm1d(n_stats, affine=False) if colour_bins else None
         self.out = nn.Linear(4 * c + 6 + n_stats, dim)
 
