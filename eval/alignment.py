@@ -127,25 +127,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build_world(args: argparse.Namespace):
-    """World, perception, rewards, items, audience and evaluation pairs."""
+def public_rewards(titles: list[str], covers: torch.Tensor, args: argparse.Namespace):
+    """The generator's perception and the public rewards, with relevance fitted on (title, cover) pairs.
+
+    Returns:
+        (text encoder, colour-grid encoder, {"aesthetic": ..., "relevance": ...}).
+    """
     from icg_rec.encoders import MiniLMTextEncoder
     from icg_rec.encoders.small import ColourGridEncoder, MemoTextEncoder
 
+    text = MemoTextEncoder(MiniLMTextEncoder())  # relevance re-encodes titles every step
+    grid = ColourGridEncoder(
+        grid=4, image_size=args.image_size
+    ).freeze()  # EfficientNet would dominate a step
+    relevance_model = RelevanceModel(RelevanceConfig(shared_dim=32, epochs=60, batch_size=64))
+    relevance_model.fit(text.encode(titles), grid(covers).numpy(), seed=args.seed)
+    relevance_model.net_.requires_grad_(False)
+    return (
+        text,
+        grid,
+        {"aesthetic": AestheticReward(), "relevance": RelevanceReward(relevance_model, text, grid)},
+    )
+
+
+def build_world(args: argparse.Namespace):
+    """World, perception, rewards, items, audience and evaluation pairs."""
     world = SimWorld.generate(
         SimConfig(image_size=args.image_size, impressions_per_user=args.sim_impressions, seed=args.seed)
     )
     items_frame = world.dataset.items
     titles = items_frame["title"].to_list()
     item_ids = torch.as_tensor(items_frame["item_id"].to_numpy().copy())
-    text = MemoTextEncoder(MiniLMTextEncoder())  # relevance re-encodes titles every step
-    grid = ColourGridEncoder(
-        grid=4, image_size=args.image_size
-    ).freeze()  # EfficientNet would dominate a step
-
-    relevance_model = RelevanceModel(RelevanceConfig(shared_dim=32, epochs=60, batch_size=64))
-    relevance_model.fit(text.encode(titles), grid(world.covers).numpy(), seed=args.seed)
-    relevance_model.net_.requires_grad_(False)
+    text, grid, public = public_rewards(titles, world.covers, args)
     personal = PersonalizedRewardModel(
         PersonalizedConfig(
             cover_tower="cnn",
@@ -158,12 +171,7 @@ def build_world(args: argparse.Namespace):
         world.dataset.interactions, CoverFeatures(item_ids.numpy(), world.covers.numpy()), seed=args.seed
     )
     personal.net_.requires_grad_(False)
-    rewards = {
-        "aesthetic": AestheticReward(),
-        "relevance": RelevanceReward(relevance_model, text, grid),
-        "personalized": personal,
-        "oracle": OracleReward(world),
-    }
+    rewards = public | {"personalized": personal, "oracle": OracleReward(world)}
     pair_items, pair_users = evaluation_pairs(
         world.user_cohort, len(titles), args.users_per_cohort, args.items_per_user, args.seed
     )

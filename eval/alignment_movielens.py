@@ -37,10 +37,8 @@ from icg_rec.cohorts.clustering import CohortConfig, UserCohorts
 from icg_rec.data.movielens import load_movielens_with_posters
 from icg_rec.data.splits import per_user_temporal_split
 from icg_rec.generation.warmup import reference_tensor
-from icg_rec.rewards.aesthetic import AestheticReward
 from icg_rec.rewards.base import RewardInputs
 from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig, PersonalizedRewardModel
-from icg_rec.rewards.relevance import RelevanceConfig, RelevanceModel, RelevanceReward
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,8 +56,7 @@ def judge_of(model: PersonalizedRewardModel) -> alignment.Judge:
     """The judge model as a function of (user ids, covers, item ids), like the SimWorld oracle's click_prob."""
 
     def judge(user_ids: torch.Tensor, covers: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return model(RewardInputs(covers, item_ids, user_ids))  # (B,)
+        return model(RewardInputs(covers, item_ids, user_ids))  # (B,); `fit_reward` froze the model
 
     return judge
 
@@ -98,9 +95,6 @@ def fit_reward(rows: pl.DataFrame, covers: CoverFeatures, args: argparse.Namespa
 
 def build(args: argparse.Namespace):
     """Posters, the two reward models, items, cohorts, audience and evaluation pairs."""
-    from icg_rec.encoders import MiniLMTextEncoder
-    from icg_rec.encoders.small import ColourGridEncoder, MemoTextEncoder
-
     dataset = load_movielens_with_posters(args.data_dir)
     catalogue = dataset.items.sort("item_id")
     posters = reference_tensor(catalogue["image_path"].to_list(), args.image_size)  # (n, 3, S, S)
@@ -117,16 +111,8 @@ def build(args: argparse.Namespace):
     titles = catalogue["title"].to_list()
     items = ItemSet([titles[i] for i in index], posters[index], torch.as_tensor(chosen))
 
-    text = MemoTextEncoder(MiniLMTextEncoder())
-    grid = ColourGridEncoder(grid=4, image_size=args.image_size).freeze()
-    relevance_model = RelevanceModel(RelevanceConfig(shared_dim=32, epochs=60, batch_size=64))
-    relevance_model.fit(text.encode(titles), grid(posters).numpy(), seed=args.seed)
-    relevance_model.net_.requires_grad_(False)
-    rewards = {
-        "aesthetic": AestheticReward(),
-        "relevance": RelevanceReward(relevance_model, text, grid),
-        "personalized": reward,
-    }
+    text, grid, public = alignment.public_rewards(titles, posters, args)
+    rewards = public | {"personalized": reward}
 
     users = reward.user_ids_  # (U,) sorted
     vectors = personalized_user_vectors(reward, users)  # (U, dim)

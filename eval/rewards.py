@@ -130,7 +130,7 @@ def simworld(args: argparse.Namespace) -> dict:
             [encoder(world.covers[s : s + 64]) for s in range(0, len(world.covers), 64)]
         ).numpy()
     item_ids = world.dataset.items["item_id"].to_numpy()
-    y, oracle_p = test["label"].to_numpy(), test["oracle_p"].to_numpy()
+    y, oracle_p, users = (test[c].to_numpy() for c in ("label", "oracle_p", "user_id"))
     oracle_auc = auc(y, oracle_p)
     out: dict = {
         "rows": {"train": train.height, "test": test.height},
@@ -160,7 +160,6 @@ def simworld(args: argparse.Namespace) -> dict:
         covers, config = variants[name]
         block, preds = personalized_block(train.drop("oracle_p"), test, covers, config, args.seed)
         p = preds["personalized"]
-        users = test["user_id"].to_numpy()
         # user-level bootstrap (1000 replicates): the model's AUC, and its paired gap to the oracle's AUC;
         # the share's interval holds the oracle's AUC at its point value: (oracle + gap bounds) / oracle
         model_ci = bootstrap_ci(y, p, users, "auc", n_boot=1000, seed=args.seed)
