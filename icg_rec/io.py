@@ -1,9 +1,15 @@
-"""Atomic file writes and safetensors/JSON checkpoints: a reader never sees a half-written file."""
+"""Atomic file writes, verified multi-file folders and safetensors/JSON checkpoints.
 
+A reader never sees a half-written file, and a folder written by `write_folder` carries a MANIFEST.json
+of sha256 per file that `verify_folder` checks before anything is built from it.
+"""
+
+import hashlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +21,9 @@ from safetensors.torch import load_file, save_file
 from icg_rec.errors import CheckpointError
 
 T = TypeVar("T")
+
+MANIFEST = "MANIFEST.json"  # the file list + sha256 that write_folder adds to a folder
+_CHUNK = 1 << 20  # bytes read at a time when hashing
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -38,6 +47,108 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_files(folder: str | Path, exclude: Sequence[str] = ()) -> dict[str, str]:
+    """sha256 of every file under `folder` (recursively), keyed by its POSIX path relative to `folder`.
+
+    Args:
+        folder: the folder to hash.
+        exclude: relative paths to leave out.
+
+    Returns:
+        {relative path: sha256}, sorted by path.
+    """
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {rel: file_sha256(p) for p in files if (rel := p.relative_to(folder).as_posix()) not in exclude}
+
+
+def write_folder(folder: str | Path, write: Callable[[Path], None]) -> dict[str, str]:
+    """Writes a multi-file artifact atomically: `write(tmp)` fills a temporary sibling folder, a
+    MANIFEST.json of sha256 per file is added, then the folder is renamed into place.
+
+    An older folder of the same name is replaced only after the new one is complete; a failure in
+    `write` removes the temporary folder and leaves the older one as it was.
+
+    Args:
+        folder: final destination; its parent is created.
+        write: fills the (empty) temporary folder it is given.
+
+    Returns:
+        {relative path: sha256} of the files written (MANIFEST.json excluded).
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    try:
+        write(tmp)
+        hashes = hash_files(tmp, exclude=[MANIFEST])
+        (tmp / MANIFEST).write_text(json.dumps({"files": hashes}, indent=2) + "\n")
+        old = None
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".old"))
+            os.replace(folder, old / folder.name)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return hashes
+
+
+def verify_folder(folder: str | Path, required: Sequence[str] = ()) -> dict[str, str]:
+    """Checks a folder written by `write_folder` against its MANIFEST.json, before anything reads it.
+
+    Args:
+        folder: the folder to check.
+        required: relative paths the reader needs; each must be listed in the manifest.
+
+    Returns:
+        {relative path: sha256} from the manifest.
+
+    Raises:
+        CheckpointError: naming the folder and the first file that is missing, not in the manifest
+            although required, or whose bytes do not hash to the manifest's record; or a missing or
+            unreadable MANIFEST.json.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"no folder at {folder}")
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        raise CheckpointError(
+            f"{folder} has no {MANIFEST}: it was not written by write_folder, or not completely"
+        )
+    try:
+        hashes = json.loads(manifest.read_text())["files"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{manifest} is unreadable: {err!r}") from err
+    if not isinstance(hashes, dict):
+        raise CheckpointError(f"{manifest} is unreadable: 'files' is not a mapping")
+    if missing := [name for name in required if name not in hashes]:
+        raise CheckpointError(
+            f"{folder} lacks required file {missing[0]!r} (its {MANIFEST} lists {sorted(hashes)})"
+        )
+    for rel, expected in hashes.items():
+        path = folder / rel
+        if not path.is_file():
+            raise CheckpointError(f"{folder}: file {rel!r} listed in {MANIFEST} is missing")
+        if file_sha256(path) != expected:
+            raise CheckpointError(
+                f"{folder}: file {rel!r} does not match its sha256 in {MANIFEST} (changed or truncated)"
+            )
+    return hashes
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

@@ -16,6 +16,8 @@ INTERACTIONS_SCHEMA: dict[str, pl.DataType] = {
 INTERACTIONS_OPTIONAL: dict[str, pl.DataType] = {
     "weight": pl.Float64(),  # impression weight, default 1
     "rating": pl.Float64(),  # explicit rating where the source has one (MovieLens)
+    "cover_id": pl.Int64(),  # which cover variant was shown
+    "propensity": pl.Float64(),  # probability the logging policy had of showing that cover, in (0, 1]
 }
 
 # items: text fields feed the text encoder; image_path is null where the item has no cover.
@@ -55,7 +57,8 @@ def validate_interactions(
     """Checks an interactions frame against INTERACTIONS_SCHEMA; extra columns are allowed.
 
     Args:
-        frame: one row per impression (user_id, item_id, label, timestamp, optional weight/rating).
+        frame: one row per impression (user_id, item_id, label, timestamp, optional weight, rating,
+            cover_id, propensity).
         items: if given, every item_id must appear in its item_id column.
         users: if given, every user_id must appear in its user_id column.
 
@@ -64,7 +67,8 @@ def validate_interactions(
 
     Raises:
         SchemaError: a missing column, a wrong dtype, nulls, a NaN label, a label outside {0, 1},
-            a timestamp outside TIMESTAMP_RANGE, a bad weight or rating, duplicate
+            a timestamp outside TIMESTAMP_RANGE, a bad weight or rating, a propensity outside (0, 1] or
+            without a cover_id, duplicate
             (user_id, item_id, timestamp) rows, or an id unknown to `items`/`users`. The message names
             the column, what was expected, how many rows offend and quotes a few of them.
     """
@@ -86,6 +90,14 @@ def validate_interactions(
         _check_rows("interactions", frame, "weight", ~weight.is_finite() | (weight < 0), "finite and >= 0")
     if "rating" in frame.columns:
         _check_rows("interactions", frame, "rating", ~pl.col("rating").is_finite(), "a finite number")
+    if "propensity" in frame.columns:
+        if "cover_id" not in frame.columns:
+            raise SchemaError(
+                "interactions have a propensity column but no cover_id: a propensity is the probability "
+                "of showing one cover, so the log must say which cover was shown"
+            )
+        p = pl.col("propensity")
+        _check_rows("interactions", frame, "propensity", ~p.is_finite() | (p <= 0) | (p > 1), "in (0, 1]")
     _check_rows(
         "interactions",
         frame,

@@ -1,4 +1,4 @@
-"""Handlers of `icg-rec generator ...`: warm up on SimWorld or MovieLens posters, sample, export the adapter."""
+"""Handlers of `icg-rec generator train / export-ip-adapter`: warm up on SimWorld or MovieLens posters, export the adapter."""
 
 import argparse
 from pathlib import Path
@@ -79,45 +79,3 @@ def _reference_covers(
     if items is not None:
         frame = frame.sample(n=min(items, frame.height), seed=seed, shuffle=True)
     return frame["title"].to_list(), frame["image_path"].to_list()
-
-
-def add_parser(groups: argparse._SubParsersAction) -> None:
-    """Registers `generator train` and `generator export-ip-adapter`."""
-    generator = groups.add_parser("generator", help="ICG cover generator").add_subparsers(
-        dest="command", required=True
-    )
-    train_cmd = generator.add_parser(
-        "train", help="warm up the generator on reference covers (denoising loss)"
-    )
-    train_cmd.add_argument("--dataset", choices=["simworld", "movielens"], default="simworld")
-    train_cmd.add_argument(
-        "--data-dir", type=Path, default=None, help="MovieLens root (default: shared data)"
-    )
-    train_cmd.add_argument(
-        "--items", type=int, default=None, help="SimWorld items / MovieLens poster subset size"
-    )
-    train_cmd.add_argument(
-        "--config", type=Path, default=None, help="TOML with [generator] (+[generator.prompter]) and [warmup]"
-    )
-    train_cmd.add_argument(
-        "--diffusion", type=Path, default=None, help="local SD-1.5-layout folder (default: embedded UNet)"
-    )
-    train_cmd.add_argument(
-        "--mllm", type=Path, default=None, help="local HF VLM / causal LM folder (default: embedded)"
-    )
-    train_cmd.add_argument("--steps", type=int, default=None, help="overrides [warmup] steps")
-    train_cmd.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    train_cmd.add_argument("--device", default="cpu", help="torch device for the pipeline (e.g. cuda)")
-    train_cmd.add_argument("--seed", type=int, default=0)
-    train_cmd.add_argument(
-        "--out", type=Path, required=True, help="run folder: checkpoint/, pipeline/, contact_sheet.png"
-    )
-    train_cmd.set_defaults(run=train)
-    export = generator.add_parser(
-        "export-ip-adapter", help="write a saved pipeline's adapter as IP-Adapter weights"
-    )
-    export.add_argument(
-        "--pipeline", type=Path, required=True, help="folder written by ICGPipeline.save_pretrained"
-    )
-    export.add_argument("--out", type=Path, required=True, help="destination .safetensors file")
-    export.set_defaults(run=export_ip_adapter)

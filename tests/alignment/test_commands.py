@@ -1,7 +1,7 @@
 import pytest
 
 from icg_rec.alignment.commands import parse_weights
-from icg_rec.cli import _build_parser
+from icg_rec.cli import build_parser
 
 
 def test_weights_parse_from_the_command_line():
@@ -12,7 +12,7 @@ def test_weights_parse_from_the_command_line():
 
 
 def test_generator_align_is_registered():
-    args = _build_parser().parse_args(
+    args = build_parser().parse_args(
         ["generator", "align", "--pipeline", "p", "--out", "o", "--method", "dpo"]
     )
     assert args.method == "dpo" and args.weights is None and callable(args.run)

@@ -161,3 +161,14 @@ def test_validate_dataset_checks_references():
     frame = _interactions(user_id=[1, 1, 3])
     with pytest.raises(SchemaError, match=r"interactions.user_id.*unknown ids; 1 of 3.*'user_id': 3"):
         validate_dataset(Dataset("tiny", frame, ITEMS, USERS))
+
+
+def test_cover_id_and_propensity_are_optional_columns():
+    validate_interactions(_interactions(cover_id=[0, 1, 0], propensity=[0.5, 1.0, 0.25]))
+    validate_interactions(_interactions(cover_id=[0, 1, 0]))  # shown covers without propensities: fine for lift
+    with pytest.raises(SchemaError, match="a propensity column but no cover_id"):
+        validate_interactions(_interactions(propensity=[0.5, 1.0, 0.25]))
+    with pytest.raises(SchemaError, match=r"interactions.propensity \(Float64\): expected in \(0, 1\]"):
+        validate_interactions(_interactions(cover_id=[0, 1, 0], propensity=[0.5, 0.0, 0.25]))
+    with pytest.raises(SchemaError, match=r"interactions.cover_id: expected Int64, got Float64"):
+        validate_interactions(_interactions(cover_id=[0.0, 1.0, 0.0]))

@@ -1,0 +1,27 @@
+"""`icg-rec ab plan`."""
+
+import argparse
+from pathlib import Path
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    """Registers the `ab` command group."""
+    ab = groups.add_parser("ab", help="prepare the A/B test").add_subparsers(dest="command", required=True)
+    plan = ab.add_parser("plan", help="assignment table, per-arm cover manifests, experiment spec")
+    plan.add_argument("--interactions", type=Path, required=True, help="pre-period log (parquet)")
+    plan.add_argument(
+        "--items", type=Path, required=True, help="items parquet (original covers in image_path)"
+    )
+    plan.add_argument("--manifest", type=Path, required=True, help="refresh manifest.parquet")
+    plan.add_argument(
+        "--config", type=Path, default=None, help="TOML with an [ab] table of ABPlanConfig fields"
+    )
+    plan.add_argument("--expected-lift", type=float, default=None, help="relative CTR lift to size for")
+    plan.add_argument("--out", type=Path, required=True)
+    plan.set_defaults(run=_run_plan)
+
+
+def _run_plan(args: argparse.Namespace) -> None:
+    from icg_rec.experiment.commands import plan
+
+    plan(args)

@@ -1,0 +1,83 @@
+import json
+
+import pytest
+
+from icg_rec.errors import CheckpointError
+from icg_rec.io import MANIFEST, file_sha256, verify_folder, write_folder
+
+
+def _write_two(folder):
+    (folder / "weights.bin").write_bytes(bytes(range(256)) * 4)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "config.json").write_text('{"dim": 4}')
+
+
+def test_a_written_folder_verifies_and_lists_every_file(tmp_path):
+    hashes = write_folder(tmp_path / "model", _write_two)
+    assert sorted(hashes) == ["sub/config.json", "weights.bin"]
+    assert hashes["weights.bin"] == file_sha256(tmp_path / "model" / "weights.bin")
+    assert verify_folder(tmp_path / "model", required=["weights.bin"]) == hashes
+    assert json.loads((tmp_path / "model" / MANIFEST).read_text()) == {"files": hashes}
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary folder left behind
+
+
+def test_a_rewrite_replaces_the_older_folder(tmp_path):
+    write_folder(tmp_path / "model", _write_two)
+    write_folder(tmp_path / "model", lambda f: (f / "new.txt").write_text("x"))
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [MANIFEST, "new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_a_failed_write_keeps_the_older_folder(tmp_path):
+    write_folder(tmp_path / "model", _write_two)
+
+    def fail(folder):
+        (folder / "half.bin").write_bytes(b"12")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_folder(tmp_path / "model", fail)
+    verify_folder(tmp_path / "model", required=["weights.bin"])
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_a_truncated_file_is_named(tmp_path):
+    write_folder(tmp_path / "model", _write_two)
+    path = tmp_path / "model" / "weights.bin"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"file 'weights.bin' does not match its sha256"):
+        verify_folder(tmp_path / "model")
+
+
+def test_a_flipped_bit_is_named(tmp_path):
+    write_folder(tmp_path / "model", _write_two)
+    path = tmp_path / "model" / "sub" / "config.json"
+    data = bytearray(path.read_bytes())
+    data[3] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"file 'sub/config.json' does not match"):
+        verify_folder(tmp_path / "model")
+
+
+def test_a_missing_file_is_named(tmp_path):
+    write_folder(tmp_path / "model", _write_two)
+    (tmp_path / "model" / "weights.bin").unlink()
+    with pytest.raises(CheckpointError, match=r"file 'weights.bin' listed in MANIFEST.json is missing"):
+        verify_folder(tmp_path / "model")
+
+
+def test_a_required_file_outside_the_manifest_is_named(tmp_path):
+    write_folder(tmp_path / "model", _write_two)
+    with pytest.raises(CheckpointError, match=r"lacks required file 'optimizer.pt'"):
+        verify_folder(tmp_path / "model", required=["weights.bin", "optimizer.pt"])
+
+
+def test_a_folder_without_a_manifest_is_refused(tmp_path):
+    (tmp_path / "model").mkdir()
+    with pytest.raises(CheckpointError, match="has no MANIFEST.json"):
+        verify_folder(tmp_path / "model")
+    with pytest.raises(CheckpointError, match="no folder at"):
+        verify_folder(tmp_path / "absent")
+    (tmp_path / "model" / MANIFEST).write_text("{not json")
+    with pytest.raises(CheckpointError, match="MANIFEST.json is unreadable"):
+        verify_folder(tmp_path / "model")
