@@ -17,6 +17,7 @@ import torch
 from peft import LoraConfig
 
 from icg_rec.alignment.data import Audience, ItemSet
+from icg_rec.device import autocast, resolve_device, resolve_dtype
 from icg_rec.errors import CheckpointError, SchemaError
 from icg_rec.generation.pipeline import ICGPipeline
 from icg_rec.generation.warmup import prepare_items, save_contact_sheet
@@ -44,19 +45,31 @@ LORA_TARGETS = [
 class AlignerBase:
     """Shared state of the aligners; subclasses implement `fit`.
 
+    `device` / `dtype` (see `icg_rec.device`): `fit` moves the pipeline to `device` and runs sampling,
+    rewards and losses under autocast in `dtype` ("float32" or "bfloat16"); the rewards must already
+    compute on that device (e.g. `PersonalizedRewardModel(..., device="cuda")`).
+
     Attributes after `fit`: `history_` (one dict of logged numbers per step or round), `step_`.
     """
 
-    def __init__(self, pipeline: ICGPipeline, reward: MultiReward) -> None:
+    def __init__(
+        self, pipeline: ICGPipeline, reward: MultiReward, device: str = "cpu", dtype: str = "float32"
+    ) -> None:
         self.pipeline = pipeline
         self.reward = reward
+        self.device = device
+        self.dtype = dtype
 
     # ------------------------------------------------------------------ setup
     def _setup(
         self, items: ItemSet, audience: Audience, lora_rank: int, gradient_checkpointing: bool
     ) -> None:
-        """Freezes the backbone, snapshots the anchor, adds LoRA, prepares the items once."""
+        """Moves the pipeline to the device, freezes the backbone, snapshots the anchor, adds LoRA,
+        prepares the items once."""
         pipe = self.pipeline
+        self.device_ = resolve_device(self.device)
+        self.dtype_ = resolve_dtype(self.dtype, self.device_, training=True)
+        pipe.to(self.device_)
         if audience.vectors.shape[1] != pipe.refiner.config.user_dim:
             raise SchemaError(
                 f"audience vectors are {audience.vectors.shape[1]}-d but the refiner reads "
@@ -80,6 +93,10 @@ class AlignerBase:
         self.prepared_ = (
             None if pipe.prompter.kind == "vlm" else prepare_items(pipe, items.titles, list(items.images))
         )
+
+    def _autocast(self):
+        """Mixed precision of the forward passes (nothing for float32)."""
+        return autocast(self.device_, self.dtype_)
 
     def _start(self, items: ItemSet, audience: Audience, config, output_dir: str | Path | None, resume: bool):
         """What both trainers do before their first step: set up the trainable parts, sample the "before"
@@ -176,7 +193,7 @@ class AlignerBase:
         """Covers (count, 3, H, W) for item i and audience member i (cycling), fixed noise."""
         index = torch.arange(count)
         item_index, user_index = index % len(self.items_), index % len(self.audience_)
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             covers = self.pipeline.generate_with_grad(
                 self._batch(item_index), self._users(user_index), self.pipeline.noise_for(range(seed, seed + count)),
                 steps, 0, guidance,

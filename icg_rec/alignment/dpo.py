@@ -73,13 +73,22 @@ class DPOAligner(AlignerBase):
         pipeline: the warm-up ICGPipeline; trained in place.
         reward: the combined reward used only to rank candidates (no gradient flows through it).
         config: training settings.
+        device: "cpu" or "cuda[:N]" (see `icg_rec.device`); the rewards must compute there too.
+        dtype: "float32", or "bfloat16" for mixed precision.
 
     Attributes after `fit`: `history_` (per round: loss, reward_total / reward_<name> of the candidates,
     margin = mean best-minus-worst total reward), `step_` (rounds done, resumed ones included).
     """
 
-    def __init__(self, pipeline: ICGPipeline, reward: MultiReward, config: DPOConfig) -> None:
-        super().__init__(pipeline, reward)
+    def __init__(
+        self,
+        pipeline: ICGPipeline,
+        reward: MultiReward,
+        config: DPOConfig,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__(pipeline, reward, device, dtype)
         self.config = config
 
     def fit(
@@ -105,11 +114,13 @@ class DPOAligner(AlignerBase):
 
         bar = tqdm(total=config.rounds, initial=self.step_, desc="align (DPO)", leave=False)
         while self.step_ < config.rounds:
-            item_index, user_index, winners, losers, logged = self._preference_pairs(gen)
+            with self._autocast():
+                item_index, user_index, winners, losers, logged = self._preference_pairs(gen)
             losses = []
             for _ in range(config.steps_per_round):
                 pick = torch.randint(len(item_index), (config.batch_size,), generator=gen)  # (B,)
-                loss = self._loss(item_index[pick], user_index[pick], winners[pick], losers[pick], gen)
+                with self._autocast():
+                    loss = self._loss(item_index[pick], user_index[pick], winners[pick], losers[pick], gen)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)

@@ -49,13 +49,22 @@ class RewardAligner(AlignerBase):
         pipeline: the warm-up ICGPipeline; trained in place.
         reward: the combined reward; every weighted reward must be differentiable.
         config: training settings.
+        device: "cpu" or "cuda[:N]" (see `icg_rec.device`); the rewards must compute there too.
+        dtype: "float32", or "bfloat16" for mixed precision.
 
     Attributes after `fit`: `history_` (per step: loss, anchor, reward_total, reward_<name> raw means),
     `step_` (steps done, resumed ones included).
     """
 
-    def __init__(self, pipeline: ICGPipeline, reward: MultiReward, config: AlignConfig) -> None:
-        super().__init__(pipeline, reward)
+    def __init__(
+        self,
+        pipeline: ICGPipeline,
+        reward: MultiReward,
+        config: AlignConfig,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__(pipeline, reward, device, dtype)
         self.config = config
 
     def fit(
@@ -87,7 +96,8 @@ class RewardAligner(AlignerBase):
 
         bar = tqdm(total=config.steps, initial=self.step_, desc="align (DRaFT)", leave=False)
         while self.step_ < config.steps:
-            logged = self._step(gen)
+            with self._autocast():
+                logged = self._step(gen)
             optimizer.zero_grad(set_to_none=True)
             logged["loss"].backward()
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)

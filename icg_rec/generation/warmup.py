@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
+from icg_rec.device import autocast, resolve_device, resolve_dtype
 from icg_rec.errors import SchemaError
 from icg_rec.generation.pipeline import ICGPipeline
 from icg_rec.generation.prompter import ImageLike, to_pil
@@ -51,12 +52,22 @@ class WarmupConfig:
 class WarmupTrainer:
     """Trains a pipeline's adapter (and trainable prompter parts, optionally the UNet) by denoising.
 
+    Args:
+        pipeline: the ICGPipeline to train in place; `fit` moves it to `device`.
+        config: training settings.
+        device: "cpu" or "cuda[:N]" (see `icg_rec.device`).
+        dtype: "float32", or "bfloat16" for mixed precision (float32 weights, bfloat16 autocast).
+
     Attributes after `fit`: `losses_` (one float per step), `step_` (steps done, resumed ones included).
     """
 
-    def __init__(self, pipeline: ICGPipeline, config: WarmupConfig) -> None:
+    def __init__(
+        self, pipeline: ICGPipeline, config: WarmupConfig, device: str = "cpu", dtype: str = "float32"
+    ) -> None:
         self.pipeline = pipeline
         self.config = config
+        self.device = device
+        self.dtype = dtype
 
     def fit(
         self,
@@ -85,7 +96,9 @@ class WarmupTrainer:
             raise SchemaError("warm-up needs at least one item with a title and a reference cover")
         if config.timestep_power <= 0:
             raise ValueError(f"timestep_power must be > 0, got {config.timestep_power}")
-        device = pipe.device
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype, device, training=True)
+        pipe.to(device)
         targets = reference_tensor(images_list, self.image_size).to(device)  # (n, 3, S, S) in [0, 1]
         prepared = None if pipe.prompter.kind == "vlm" else prepare_items(pipe, titles, images_list)
 
@@ -107,7 +120,8 @@ class WarmupTrainer:
                 batch = pipe.prompter.prepare([titles[i] for i in picked], [images_list[i] for i in picked])
             else:
                 batch = {key: value[index.to(value.device)] for key, value in prepared.items()}
-            loss = self._loss(batch, targets[index.to(device)], gen, config.cond_dropout)
+            with autocast(device, dtype):
+                loss = self._loss(batch, targets[index.to(device)], gen, config.cond_dropout)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -145,10 +159,14 @@ class WarmupTrainer:
         Returns:
             The mean squared error of the noise prediction.
         """
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype, device, training=True)
+        self.pipeline.to(device)
         images_list = list(images)
-        targets = reference_tensor(images_list, self.image_size).to(self.pipeline.device)
+        targets = reference_tensor(images_list, self.image_size).to(device)
         batch = self.pipeline.prompter.prepare(list(titles), images_list)
-        return float(self._loss(batch, targets, torch.Generator().manual_seed(seed), cond_dropout=0.0))
+        with autocast(device, dtype):
+            return float(self._loss(batch, targets, torch.Generator().manual_seed(seed), cond_dropout=0.0))
 
     @property
     def image_size(self) -> int:

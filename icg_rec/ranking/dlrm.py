@@ -8,6 +8,7 @@ from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
 from torchrec.models.dlrm import DLRM, DLRM_DCN
 
 ARCHS = ("dlrm", "dlrm_dcn")
+SHARDINGS = ("table_wise", "row_wise")
 
 
 @dataclass
@@ -29,6 +30,7 @@ class TorchRecConfig:
     dense_lr: float = 1e-3  # Adam on MLP weights
     sparse_lr: float = 0.05  # row-wise Adagrad on embedding tables, fused into backward
     progress: bool = True  # tqdm bar per epoch (rank 0 only)
+    sharding: str = "table_wise"  # under torchrun: "table_wise", or "row_wise" (device="cuda" only)
 
 
 def build_dlrm(config: TorchRecConfig, table_sizes: dict[str, int], dense_in_features: int) -> nn.Module:

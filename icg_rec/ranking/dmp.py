@@ -1,5 +1,5 @@
-"""DistributedModelParallel helpers: table-wise sharding that keeps the single-process initial weights,
-full state dicts gathered from shards, and scores gathered across processes."""
+"""DistributedModelParallel helpers: table- or row-wise sharding that keeps the single-process initial
+weights, full state dicts gathered from shards, and scores gathered across processes."""
 
 import numpy as np
 import torch
@@ -13,6 +13,8 @@ from torchrec.distributed.planner.types import ParameterConstraints
 from torchrec.distributed.types import ShardingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
+from icg_rec.device import DeviceError
+
 
 def rank_and_world() -> tuple[int, int]:
     """(rank, world size) of the default process group, or (0, 1) when none is initialized."""
@@ -21,8 +23,11 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def shard_table_wise(model: nn.Module, device: torch.device) -> DistributedModelParallel:
-    """Wraps `model` in DMP with every embedding table on one process (table-wise sharding).
+def shard_tables(
+    model: nn.Module, device: torch.device, sharding: str = "table_wise"
+) -> DistributedModelParallel:
+    """Wraps `model` in DMP: every embedding table on one process ("table_wise"), or each table's rows
+    split across the processes ("row_wise": CUDA/nccl only, torchrec's row-wise kernels need it).
 
     DMP allocates fresh shard weights; they are overwritten with `model`'s tables so that training
     starts from the same weights as single-process training.
@@ -30,10 +35,19 @@ def shard_table_wise(model: nn.Module, device: torch.device) -> DistributedModel
     Args:
         model: a model holding EmbeddingBagCollection(s), with optimizers already fused in backward.
         device: this process's device (CPU with gloo, cuda:local_rank with nccl).
+        sharding: "table_wise" or "row_wise".
 
     Returns:
         The sharded model (dense layers data-parallel).
     """
+    kinds = {"table_wise": ShardingType.TABLE_WISE.value, "row_wise": ShardingType.ROW_WISE.value}
+    if sharding not in kinds:
+        raise ValueError(f"sharding must be one of {sorted(kinds)}, got {sharding!r}")
+    if sharding == "row_wise" and device.type != "cuda":
+        raise DeviceError(
+            "row_wise sharding needs device='cuda' (torchrec's row-wise embedding kernels and the "
+            "reduce-scatter they use run on CUDA/nccl only); use sharding='table_wise' on CPU"
+        )
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     tables = [
         t.name
@@ -41,7 +55,7 @@ def shard_table_wise(model: nn.Module, device: torch.device) -> DistributedModel
         if isinstance(m, EmbeddingBagCollection)
         for t in m.embedding_bag_configs()
     ]
-    constraints = {t: ParameterConstraints(sharding_types=[ShardingType.TABLE_WISE.value]) for t in tables}
+    constraints = {t: ParameterConstraints(sharding_types=[kinds[sharding]]) for t in tables}
     topology = Topology(world_size=dist.get_world_size(), compute_device=device.type)
     sharders = [EmbeddingBagCollectionSharder()]
     plan = EmbeddingShardingPlanner(topology=topology, constraints=constraints).collective_plan(
@@ -57,16 +71,17 @@ def shard_table_wise(model: nn.Module, device: torch.device) -> DistributedModel
     return sharded
 
 
-def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A CPU copy of the whole state on every process; sharded tables are gathered (collective)."""
+def full_state_dict(model: nn.Module, device: torch.device) -> dict[str, torch.Tensor]:
+    """A CPU copy of the whole state on every process; sharded tables are gathered (collective) through
+    `device`, this process's device (nccl moves CUDA tensors only)."""
     state = {}
     for name, value in model.state_dict().items():
         if isinstance(value, ShardedTensor):
-            full = torch.empty(value.size()) if dist.get_rank() == 0 else None
+            full = torch.empty(value.size(), device=device) if dist.get_rank() == 0 else None
             value.gather(dst=0, out=full)
-            full = full if full is not None else torch.empty(value.size())
+            full = full if full is not None else torch.empty(value.size(), device=device)
             dist.broadcast(full, src=0)
-            state[name] = full
+            state[name] = full.cpu()
         else:
             state[name] = value.detach().cpu().clone()
     return state

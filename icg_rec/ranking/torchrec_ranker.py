@@ -1,11 +1,12 @@
 """A TorchRec DLRM / DLRM_DCN ranker behind the `Ranker` protocol, single-process or DMP under torchrun.
 
 Embedding tables are trained by row-wise Adagrad fused into backward, MLPs by Adam. Under `torchrun`
-(a process group is initialized) `fit` shards the tables table-wise with DistributedModelParallel;
-each process trains on its slice of every global batch, and the loss is scaled so that gradients
-equal single-process gradients of the same global batch. The fitted `model_` is always the plain,
-unsharded model (the best epoch by validation AUC), the same on every process. Multi-process
-training is CPU/gloo only for now (batches and the gathered state stay on CPU):
+(a process group is initialized) `fit` shards the tables with DistributedModelParallel (table-wise, or
+row-wise on CUDA: `TorchRecConfig.sharding`); each process trains on its slice of every global batch, and
+the loss is scaled so that gradients equal single-process gradients of the same global batch. The fitted
+`model_` is always the plain, unsharded model (the best epoch by validation AUC), the same on every
+process, on the ranker's `device`. With device="cuda" each process computes on cuda:LOCAL_RANK and the
+process group is nccl; on CPU it is gloo:
 
     torchrun --nproc_per_node 2 -m icg_rec.cli ranker fit --train train.parquet \
         --sparse user_id item_id --embeddings text_emb --out ckpt/
@@ -27,6 +28,7 @@ from torchrec.optim.optimizers import in_backward_optimizer_filter
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 from tqdm import tqdm
 
+from icg_rec.device import DeviceError, resolve_device
 from icg_rec.errors import SchemaError
 from icg_rec.features.provider import EncodedFrame, FeatureProvider, batch_rows
 from icg_rec.features.store import CoverEmbeddingStore
@@ -41,8 +43,8 @@ from icg_rec.io import (
 )
 from icg_rec.metrics import auc
 from icg_rec.ranking.base import FeatureSpec
-from icg_rec.ranking.dlrm import TorchRecConfig, build_dlrm
-from icg_rec.ranking.dmp import full_state_dict, gather_pieces, rank_and_world, shard_table_wise
+from icg_rec.ranking.dlrm import SHARDINGS, TorchRecConfig, build_dlrm
+from icg_rec.ranking.dmp import full_state_dict, gather_pieces, rank_and_world, shard_tables
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ class TorchRecRanker:
         config: architecture and training settings (defaults: TorchRecConfig()).
         cover_store: cover vectors by (item, cohort); required when config.cover_features is on.
         user_cohorts: frame (user_id, cohort_id) choosing each user's cover; None = default covers.
+        device: "cpu" or "cuda" (see `icg_rec.device`): where `fit` trains and `predict` scores; under
+            torchrun "cuda" means cuda:LOCAL_RANK of each process.
     """
 
     def __init__(
@@ -61,10 +65,12 @@ class TorchRecRanker:
         config: TorchRecConfig | None = None,
         cover_store: CoverEmbeddingStore | None = None,
         user_cohorts: pl.DataFrame | None = None,
+        device: str = "cpu",
     ) -> None:
         self.config = config
         self.cover_store = cover_store
         self.user_cohorts = user_cohorts
+        self.device = device
 
     def fit(
         self, train: pl.DataFrame, spec: FeatureSpec, valid: pl.DataFrame | None = None, seed: int = 0
@@ -78,9 +84,17 @@ class TorchRecRanker:
             seed: seeds the initial weights and the batch order; same seed, same model.
 
         Returns:
-            self, with `model_`, `provider_`, `history_`, `best_epoch_` and `fit_counts_` set.
+            self, with `model_`, `provider_`, `history_`, `best_epoch_`, `fit_counts_` and `device_` set.
         """
         config = self.config or TorchRecConfig()
+        self.device_ = _process_device(self.device)
+        if config.sharding not in SHARDINGS:
+            raise ValueError(f"sharding must be one of {SHARDINGS}, got {config.sharding!r}")
+        if config.sharding == "row_wise" and self.device_.type != "cuda":
+            raise DeviceError(
+                "sharding='row_wise' needs device='cuda' (torchrec's row-wise kernels run on CUDA/nccl "
+                "only); use sharding='table_wise' on CPU"
+            )
         if config.cover_features and self.cover_store is None:
             raise ValueError("config.cover_features is on but no cover_store was given")
         if not config.cover_features and (self.cover_store is not None or self.user_cohorts is not None):
@@ -100,7 +114,7 @@ class TorchRecRanker:
         state, self.history_, self.best_epoch_ = self._train(config, encoded, valid_encoded, seed)
         self.model_ = self._new_model(config, seed)
         self.model_.load_state_dict(state)
-        self.model_.eval()
+        self.model_.to(self.device_).eval()
         return self
 
     def _new_model(self, config: TorchRecConfig, seed: int) -> nn.Module:
@@ -113,10 +127,13 @@ class TorchRecRanker:
     ) -> tuple[dict[str, torch.Tensor], list[dict], int]:
         """Runs the epochs; returns (state of the best epoch, per-epoch history, best epoch)."""
         rank, world = rank_and_world()
+        device = self.device_
         model = self._new_model(config, seed)
+        if world == 1:
+            model.to(device)  # DMP places the shards and the dense layers itself
         apply_optimizer_in_backward(RowWiseAdagrad, model.sparse_arch.parameters(), {"lr": config.sparse_lr})
         if world > 1:
-            model = shard_table_wise(model, torch.device("cpu"))
+            model = shard_tables(model, device, config.sharding)
         dense_params = [p for _, p in in_backward_optimizer_filter(model.named_parameters())]
         optimizer = torch.optim.Adam(dense_params, lr=config.dense_lr)
         history, best_auc, best_epoch, best_state = [], -np.inf, -1, None
@@ -125,7 +142,7 @@ class TorchRecRanker:
             loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of row losses, rows) on this process
             batches = batch_rows(len(train), config.batch_size, shuffle=True, seed=seed * 100_003 + epoch)
             for rows in tqdm(batches, desc=f"epoch {epoch}", disable=not config.progress or rank != 0):
-                batch = self.provider_.batch(train, torch.tensor_split(rows, world)[rank])
+                batch = self.provider_.batch(train, torch.tensor_split(rows, world)[rank]).to(device)
                 logits = model(batch.dense_features, batch.sparse_features).squeeze(-1)  # (b,)
                 row_loss = F.binary_cross_entropy_with_logits(logits, batch.labels, reduction="sum")
                 optimizer.zero_grad()
@@ -133,7 +150,9 @@ class TorchRecRanker:
                 optimizer.step()
                 loss_sum += torch.tensor([row_loss.item(), len(batch.labels)], dtype=torch.float64)
             if world > 1:
+                loss_sum = loss_sum.to(device)  # nccl reduces CUDA tensors only
                 dist.all_reduce(loss_sum)
+                loss_sum = loss_sum.cpu()
             record = {"epoch": epoch, "train_logloss": float(loss_sum[0] / loss_sum[1])}
             if valid is not None:
                 record["valid_auc"] = auc(valid.labels.numpy(), self._scores(model, valid, config))
@@ -142,7 +161,7 @@ class TorchRecRanker:
             score = record.get("valid_auc", epoch)  # without valid data the last epoch is kept
             if score > best_auc:
                 best_auc, best_epoch = score, epoch
-                best_state = full_state_dict(model) if world > 1 else _copy_state(model)
+                best_state = full_state_dict(model, device) if world > 1 else _copy_state(model)
             elif epoch - best_epoch >= config.patience:
                 break
         return best_state, history, best_epoch
@@ -154,9 +173,9 @@ class TorchRecRanker:
         pieces = []
         with torch.no_grad():
             for rows in batch_rows(len(encoded), 4 * config.batch_size, shuffle=False, seed=0):
-                batch = self.provider_.batch(encoded, torch.tensor_split(rows, world)[rank])
+                batch = self.provider_.batch(encoded, torch.tensor_split(rows, world)[rank]).to(self.device_)
                 logits = model(batch.dense_features, batch.sparse_features).squeeze(-1)  # (b,)
-                pieces.append(torch.sigmoid(logits).double().numpy())
+                pieces.append(torch.sigmoid(logits).double().cpu().numpy())
         return gather_pieces(pieces) if world > 1 else np.concatenate(pieces)
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
@@ -169,14 +188,15 @@ class TorchRecRanker:
         pieces = []
         with torch.no_grad():
             for batch in self.provider_.batches(encoded, 4 * config.batch_size):
+                batch = batch.to(self.device_)
                 logits = self.model_(batch.dense_features, batch.sparse_features).squeeze(-1)  # (b,)
-                pieces.append(torch.sigmoid(logits).double().numpy())
+                pieces.append(torch.sigmoid(logits).double().cpu().numpy())
         return np.concatenate(pieces) if pieces else np.zeros(0)
 
     def save(self, folder: str | Path) -> Path:
         """Writes model.safetensors, ranker.json (config, history) and provider/ (vocabularies, store)."""
         folder = Path(folder)
-        save_weights(folder / "model.safetensors", self.model_.state_dict())
+        save_weights(folder / "model.safetensors", {k: v.cpu() for k, v in self.model_.state_dict().items()})
         self.provider_.save(folder / "provider")
         meta = {
             "config": asdict(self.config or TorchRecConfig()),
@@ -188,20 +208,33 @@ class TorchRecRanker:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "TorchRecRanker":
-        """Reads a ranker written by `save`; raises CheckpointError if the weights do not fit the config."""
+    def load(cls, folder: str | Path, device: str = "cpu") -> "TorchRecRanker":
+        """Reads a ranker written by `save` onto `device`; raises CheckpointError if the weights do not
+        fit the config."""
         folder = Path(folder)
+        target = _process_device(device)
         meta = read_json(folder / "ranker.json")
         config = config_from_dict(TorchRecConfig, meta["config"], source=str(folder / "ranker.json"))
         provider = FeatureProvider.load(folder / "provider")
-        ranker = cls(config, provider.cover_store, provider.user_cohorts)
+        ranker = cls(config, provider.cover_store, provider.user_cohorts, device)
         ranker.provider_, ranker.history_, ranker.best_epoch_ = provider, meta["history"], meta["best_epoch"]
         ranker.fit_counts_ = meta["fit_counts"]
         ranker.model_ = build_dlrm(config, provider.table_sizes(), provider.dense_width)
         weights = folder / "model.safetensors"
         load_state_into(ranker.model_, load_weights(weights), f"{weights} (config {folder / 'ranker.json'})")
-        ranker.model_.eval()
+        ranker.model_.to(target).eval()
+        ranker.device_ = target
         return ranker
+
+
+def _process_device(device: str) -> torch.device:
+    """This process's device: under torchrun, "cuda" is cuda:LOCAL_RANK (made current for nccl)."""
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and "LOCAL_RANK" in os.environ and torch.device(device).index is None:
+        resolved = resolve_device(f"cuda:{int(os.environ['LOCAL_RANK'])}")
+    if resolved.type == "cuda":
+        torch.cuda.set_device(resolved)
+    return resolved
 
 
 def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -228,8 +261,10 @@ def fit_from_files(
     cover_store: Path | None = None,
     user_cohorts: Path | None = None,
     seed: int = 0,
+    device: str = "cpu",
 ) -> TorchRecRanker:
-    """Fits from parquet files and saves (rank 0); under `torchrun`, in a gloo/nccl process group with DMP.
+    """Fits from parquet files and saves (rank 0); under `torchrun`, with DMP in a process group that is
+    nccl for device "cuda" and gloo for "cpu".
 
     Args:
         train: parquet frame with the spec's columns.
@@ -240,19 +275,22 @@ def fit_from_files(
         cover_store: optional folder of a saved CoverEmbeddingStore (switch config.cover_features on).
         user_cohorts: optional parquet frame (user_id, cohort_id).
         seed: initial weights and batch order.
+        device: "cpu" or "cuda" (each process on cuda:LOCAL_RANK).
 
     Returns:
         The fitted ranker (the same on every process).
     """
     distributed = "WORLD_SIZE" in os.environ
     if distributed:
-        dist.init_process_group("gloo")
+        dist.init_process_group("nccl" if _process_device(device).type == "cuda" else "gloo")
     try:
         settings = load_toml_config(TorchRecConfig, config) if config else TorchRecConfig()
         store = CoverEmbeddingStore.load(cover_store) if cover_store else None
         cohorts = pl.read_parquet(user_cohorts) if user_cohorts else None
         valid_frame = pl.read_parquet(valid) if valid else None
-        ranker = TorchRecRanker(settings, store, cohorts).fit(pl.read_parquet(train), spec, valid_frame, seed)
+        ranker = TorchRecRanker(settings, store, cohorts, device).fit(
+            pl.read_parquet(train), spec, valid_frame, seed
+        )
         if rank_and_world()[0] == 0:
             ranker.save(out)
             print(f"saved {out} (best epoch {ranker.best_epoch_}, history {ranker.history_})")

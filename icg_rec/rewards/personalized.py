@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from icg_rec.device import DeviceError, resolve_device
 from icg_rec.errors import CheckpointError, SchemaError, UnknownIdError
 from icg_rec.io import load_weights, read_json, save_weights, write_json
 from icg_rec.rewards.base import RewardInputs
@@ -220,17 +221,24 @@ class PersonalizedRewardModel:
     Args:
         config: model and training settings.
         image_encoder: the frozen ImageEncoder whose features the "embedding" tower was trained on; needed
-            only to score pixels (the Reward call), not to fit or predict from precomputed features.
+            only to score pixels (the Reward call), not to fit or predict from precomputed features. It
+            must compute on `device`.
+        device: "cpu" or "cuda[:N]" (see `icg_rec.device`): where `fit` trains and the model scores;
+            `load` takes it too. Covers handed to the Reward call must be on this device.
     """
 
     name = "personalized"
     differentiable = True
 
     def __init__(
-        self, config: PersonalizedConfig | None = None, image_encoder: nn.Module | None = None
+        self,
+        config: PersonalizedConfig | None = None,
+        image_encoder: nn.Module | None = None,
+        device: str = "cpu",
     ) -> None:
         self.config = config or PersonalizedConfig()
         self.image_encoder = image_encoder
+        self.device = device
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -245,9 +253,11 @@ class PersonalizedRewardModel:
             progress: show a tqdm bar over epochs.
 
         Returns:
-            self, with `net_`, `user_ids_`, `item_ids_`, `platt_` (a, b), `history_` (per-epoch losses).
+            self, with `net_`, `user_ids_`, `item_ids_`, `platt_` (a, b), `history_` (per-epoch losses),
+            `device_`.
         """
         cfg = self.config
+        self.device_ = device = resolve_device(self.device)
         if cfg.cover_tower not in TOWERS:
             raise ValueError(f"cover_tower must be one of {TOWERS}, got {cfg.cover_tower!r}")
         if cfg.colour_bins < 0:
@@ -281,6 +291,10 @@ class PersonalizedRewardModel:
         vy = torch.tensor(valid["label"].to_numpy(), dtype=torch.float32)
         negs = _negatives_by_user(u, y, len(self.user_ids_) + 1)
         _init_biases(net, u, i, y)
+        net.to(device)  # index tensors drawn on the CPU, then moved: the same seed, the same model anywhere
+        images = images.to(device)
+        u, i, y, folds, vu, vi, vy = (t.to(device) for t in (u, i, y, folds, vu, vi, vy))
+        negs = tuple(t.to(device) for t in negs)
         rows = (u, i, y, folds)
 
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -288,7 +302,7 @@ class PersonalizedRewardModel:
         best, best_state, self.history_ = np.inf, None, []
         for _epoch in tqdm(range(cfg.epochs), desc="personalized reward", disable=not progress):
             net.train()
-            perm = torch.randperm(len(y), generator=gen)
+            perm = torch.randperm(len(y), generator=gen).to(device)
             for start in range(0, len(y), cfg.batch_size):
                 b = perm[start : start + cfg.batch_size]
                 c_all = self._all_covers(images)  # (n_items + 1, dim)
@@ -324,13 +338,13 @@ class PersonalizedRewardModel:
 
     def _all_covers(self, images: torch.Tensor) -> torch.Tensor:
         c = self.net_.cover_vec(images, self.net_.title_table[1:])  # (n_items, dim)
-        return torch.cat([torch.zeros(1, c.shape[1]), c])  # (n_items + 1, dim); row 0 unused
+        return torch.cat([c.new_zeros(1, c.shape[1]), c])  # (n_items + 1, dim); row 0 unused
 
     def _train_logits(self, c_all, loglik, u, i, folds, gen) -> torch.Tensor:
         cfg = self.config
         if not cfg.use_user:
             return self.net_.logit(c_all[i], u, None, i)
-        drop = torch.rand(len(u), generator=gen) < cfg.user_dropout
+        drop = (torch.rand(len(u), generator=gen) < cfg.user_dropout).to(u.device)
         ub = torch.where(drop, torch.zeros_like(u), u)
         return self.net_.logit(c_all[i], ub, loglik[ub * cfg.history_folds + folds], i)
 
@@ -339,7 +353,7 @@ class PersonalizedRewardModel:
         u, i, y, folds = rows
         k, n_tastes = self.config.history_folds, self.config.n_tastes
         if not self.config.use_history:
-            return torch.zeros(self.net_.user_loglik.shape[0] * k, n_tastes)
+            return c_all.new_zeros(self.net_.user_loglik.shape[0] * k, n_tastes)
         loglik = self.net_.history_loglik(c_all[i], u, i, y)  # (rows, n_tastes)
         return _out_of_fold_sums(loglik, u, folds, self.net_.user_loglik.shape[0], k)
 
@@ -357,7 +371,7 @@ class PersonalizedRewardModel:
         pos = pos[counts[u[pos]] > 0]
         if len(pos) == 0:
             return torch.zeros(())
-        pick = (torch.rand(len(pos), generator=gen) * counts[u[pos]]).long()
+        pick = (torch.rand(len(pos), generator=gen).to(u.device) * counts[u[pos]]).long()
         neg = neg_rows[starts[u[pos]] + pick]
 
         def score(r: torch.Tensor) -> torch.Tensor:
@@ -375,7 +389,7 @@ class PersonalizedRewardModel:
         """Stored history log-likelihoods of user rows (zeros: the prior, without a history), (n, n_tastes)."""
         if self.config.use_history:
             return self.net_.user_loglik[u]
-        return torch.zeros(len(u), self.config.n_tastes)
+        return torch.zeros(len(u), self.config.n_tastes, device=u.device)
 
     # ------------------------------------------------------------------ predict
     def predict(self, frame: pl.DataFrame, covers: CoverFeatures) -> np.ndarray:
@@ -399,21 +413,24 @@ class PersonalizedRewardModel:
             raise UnknownIdError(
                 f"covers hold no features for {len(missing)} item id(s) of frame, e.g. {missing[:5]}"
             )
-        images = torch.as_tensor(np.asarray(covers.images)[order][pos], dtype=torch.float32)
+        device = self.device_
+        images = torch.as_tensor(np.asarray(covers.images)[order][pos], dtype=torch.float32).to(device)
         if self.net_.title is not None and covers.titles is None:
             raise SchemaError("this model reads title embeddings: covers.titles is required")
         titles = (
-            None if covers.titles is None else torch.as_tensor(covers.titles[order][pos], dtype=torch.float32)
+            None
+            if covers.titles is None
+            else torch.as_tensor(covers.titles[order][pos], dtype=torch.float32).to(device)
         )
-        u = torch.as_tensor(self._user_rows(frame["user_id"].to_numpy()))
-        i = torch.as_tensor(self._item_rows(items, strict=False))
+        u = torch.as_tensor(self._user_rows(frame["user_id"].to_numpy())).to(device)
+        i = torch.as_tensor(self._item_rows(items, strict=False)).to(device)
         net = self.net_.eval()
         out = []
         with torch.no_grad():
             for s in range(0, len(u), 4096):
                 c = net.cover_vec(images[s : s + 4096], None if titles is None else titles[s : s + 4096])
                 out.append(self._head(c, u[s : s + 4096], i[s : s + 4096]))
-        return torch.cat(out).double().numpy() if out else np.zeros(0)
+        return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
 
     def _head(self, c: torch.Tensor, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
         """Calibrated probability from cover vectors and table rows."""
@@ -432,6 +449,11 @@ class PersonalizedRewardModel:
         images = inputs.images
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (batch, 3, H, W) in [0, 1], got shape {tuple(images.shape)}")
+        if images.device != self.device_:
+            raise DeviceError(
+                f"covers are on {images.device} but this personalized reward computes on {self.device_}; "
+                f"fit or load it with device={str(images.device)!r}"
+            )
         n = images.shape[0]
         if self.config.cover_tower == "cnn":
             s = self.config.image_size
@@ -443,15 +465,15 @@ class PersonalizedRewardModel:
                 raise ValueError("an 'embedding' cover tower needs image_encoder= to score pixels")
             x = self.image_encoder(images)  # (batch, feat_dim)
         users = inputs.user_ids if inputs.user_ids is not None else torch.full((n,), -1)
-        u = torch.as_tensor(self._user_rows(users.cpu().numpy()))
+        u = torch.as_tensor(self._user_rows(users.cpu().numpy())).to(self.device_)
         if inputs.item_ids is None:
             if self.net_.title is not None:
                 raise ValueError("this model reads title embeddings by item id: pass inputs.item_ids")
-            i = torch.zeros(n, dtype=torch.long)
+            i = torch.zeros(n, dtype=torch.long, device=self.device_)
         else:
             i = torch.as_tensor(
                 self._item_rows(inputs.item_ids.cpu().numpy(), strict=self.net_.title is not None)
-            )
+            ).to(self.device_)
         self.net_.eval()
         titles = self.net_.title_table[i] if self.net_.title is not None else None  # (batch, title_dim)
         return self._head(self.net_.cover_vec(x, titles), u, i)
@@ -468,7 +490,7 @@ class PersonalizedRewardModel:
             "feat_dim": int(self.net_.feat_mean.shape[0]),
             "title_dim": int(self.net_.title_table.shape[1]),
         }
-        tensors = dict(self.net_.state_dict())
+        tensors = {k: v.cpu() for k, v in self.net_.state_dict().items()}
         tensors["user_ids"] = torch.as_tensor(self.user_ids_)
         tensors["item_ids"] = torch.as_tensor(self.item_ids_)
         save_weights(folder / "weights.safetensors", tensors)
@@ -476,9 +498,13 @@ class PersonalizedRewardModel:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, image_encoder: nn.Module | None = None) -> "PersonalizedRewardModel":
-        """Loads a model written by `save`; the image encoder must carry the name it was fitted with."""
+    def load(
+        cls, folder: str | Path, image_encoder: nn.Module | None = None, device: str = "cpu"
+    ) -> "PersonalizedRewardModel":
+        """Loads a model written by `save` onto `device`; the image encoder must carry the name it was
+        fitted with."""
         folder = Path(folder)
+        target = resolve_device(device)
         meta = read_json(folder / "config.json")
         tensors = load_weights(folder / "weights.safetensors")
         if isinstance(meta.get("config"), dict):  # written before colour_bins existed: no colour statistics
@@ -491,7 +517,7 @@ class PersonalizedRewardModel:
             raise CheckpointError(
                 f"{folder} was fitted on image encoder {meta['image_encoder_name']!r}, got {name!r}"
             )
-        model = cls(PersonalizedConfig(**meta["config"]), image_encoder)
+        model = cls(PersonalizedConfig(**meta["config"]), image_encoder, device)
         model.user_ids_ = tensors.pop("user_ids", torch.zeros(0, dtype=torch.long)).numpy()
         model.item_ids_ = tensors.pop("item_ids", torch.zeros(0, dtype=torch.long)).numpy()
         model.net_ = _Net(
@@ -505,6 +531,8 @@ class PersonalizedRewardModel:
             ) from err
         model.platt_ = tuple(meta["platt"])
         model.image_encoder_name_ = meta["image_encoder_name"]
+        model.device_ = target
+        model.net_.to(target)
         return model
 
     # ------------------------------------------------------------------ helpers
@@ -542,9 +570,9 @@ class PersonalizedRewardModel:
             raise ValueError("the reward model has no user side (use_user=False): it holds no user vectors")
         self._check_fitted()
         ids = self.user_ids_ if user_ids is None else np.asarray(user_ids)
-        rows = torch.as_tensor(self._user_rows(ids))  # raises UnknownIdError on unknown ids
+        rows = torch.as_tensor(self._user_rows(ids)).to(self.device_)  # raises UnknownIdError on unknown ids
         with torch.no_grad():
-            return self.net_.user_vec(rows, self._user_loglik(rows)).float()  # (n, dim)
+            return self.net_.user_vec(rows, self._user_loglik(rows)).float().cpu()  # (n, dim)
 
     def _user_rows(self, user_ids: np.ndarray) -> np.ndarray:
         """Table rows of user ids: -1 -> 0 (generic); unknown ids raise UnknownIdError."""
@@ -600,8 +628,8 @@ def _out_of_fold_sums(
     values: torch.Tensor, u: torch.Tensor, folds: torch.Tensor, n_user_rows: int, k: int
 ) -> torch.Tensor:
     """Row u*k+f sums `values` (rows, m) over user u's rows outside fold f: (n_user_rows * k, m)."""
-    total = torch.zeros(n_user_rows, values.shape[1]).index_add(0, u, values)  # (n_user_rows, m)
-    in_fold = torch.zeros(n_user_rows * k, values.shape[1]).index_add(0, u * k + folds, values)
+    total = values.new_zeros(n_user_rows, values.shape[1]).index_add(0, u, values)  # (n_user_rows, m)
+    in_fold = values.new_zeros(n_user_rows * k, values.shape[1]).index_add(0, u * k + folds, values)
     return total.repeat_interleave(k, dim=0) - in_fold
 
 
@@ -656,7 +684,7 @@ def _negatives_by_user(u: torch.Tensor, y: torch.Tensor, n_user_rows: int):
 def _fit_platt(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     """Platt scaling: (a, b) minimising the log loss of sigmoid(a * logit + b) on a validation slice."""
     ab = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
-    x, y = logits.detach().double(), labels.double()
+    x, y = logits.detach().double().cpu(), labels.double().cpu()
     opt = torch.optim.LBFGS([ab], max_iter=100)
 
     def closure() -> torch.Tensor:

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from icg_rec.device import DeviceError, resolve_device
 from icg_rec.errors import CheckpointError, SchemaError
 from icg_rec.io import config_from_dict, load_state_into, load_weights, read_json, save_weights, write_json
 from icg_rec.rewards.aesthetic import check_images, clip_image_embeddings, load_clip
@@ -54,10 +55,13 @@ class RelevanceModel:
 
     Args:
         config: widths and training settings.
+        device: "cpu" or "cuda[:N]" (see `icg_rec.device`): where `fit` trains and the model scores;
+            `load` takes it too.
     """
 
-    def __init__(self, config: RelevanceConfig | None = None) -> None:
+    def __init__(self, config: RelevanceConfig | None = None, device: str = "cpu") -> None:
         self.config = config or RelevanceConfig()
+        self.device = device
 
     def fit(
         self, text_emb: np.ndarray, image_emb: np.ndarray, seed: int = 0, progress: bool = False
@@ -71,8 +75,9 @@ class RelevanceModel:
             progress: show a tqdm bar over epochs.
 
         Returns:
-            self, with `net_` and `losses_` (mean loss per epoch).
+            self, with `net_`, `losses_` (mean loss per epoch) and `device_`.
         """
+        self.device_ = device = resolve_device(self.device)
         t, v = _pairs(text_emb, image_emb)
         cfg = self.config
         torch.manual_seed(seed)
@@ -81,11 +86,13 @@ class RelevanceModel:
         net.text_std.copy_(t.std(0) + 1e-6)
         net.image_mean.copy_(v.mean(0))
         net.image_std.copy_(v.std(0) + 1e-6)
+        net.to(device)
+        t, v = t.to(device), v.to(device)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         gen = torch.Generator().manual_seed(seed)
         self.losses_ = []
         for _ in tqdm(range(cfg.epochs), desc="relevance", disable=not progress):
-            perm = torch.randperm(len(t), generator=gen)
+            perm = torch.randperm(len(t), generator=gen).to(device)
             total = 0.0
             for s in range(0, len(t), cfg.batch_size):
                 b = perm[s : s + cfg.batch_size]
@@ -93,7 +100,7 @@ class RelevanceModel:
                     continue
                 scale = net.log_scale.clamp(max=math.log(100.0)).exp()
                 logits = scale * net.embed_text(t[b]) @ net.embed_image(v[b]).T  # (b, b)
-                target = torch.arange(len(b))
+                target = torch.arange(len(b), device=device)
                 loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
                 opt.zero_grad()
                 loss.backward()
@@ -106,10 +113,10 @@ class RelevanceModel:
     def similarity(self, text_emb: np.ndarray, image_emb: np.ndarray) -> np.ndarray:
         """Cosine similarities (n_text, n_image) in the shared space."""
         self._check_fitted()
-        t = torch.as_tensor(np.asarray(text_emb, dtype=np.float32))
-        v = torch.as_tensor(np.asarray(image_emb, dtype=np.float32))
+        t = torch.as_tensor(np.asarray(text_emb, dtype=np.float32)).to(self.device_)
+        v = torch.as_tensor(np.asarray(image_emb, dtype=np.float32)).to(self.device_)
         with torch.no_grad():
-            return (self.net_.embed_text(t) @ self.net_.embed_image(v).T).double().numpy()
+            return (self.net_.embed_text(t) @ self.net_.embed_image(v).T).double().cpu().numpy()
 
     def recall_at_k(self, text_emb: np.ndarray, image_emb: np.ndarray, ks: tuple[int, ...] = (1, 10)) -> dict:
         """Title -> cover retrieval among the given pairs (row i's cover is the right answer).
@@ -130,23 +137,27 @@ class RelevanceModel:
         """Writes config.json and weights.safetensors into `folder`."""
         self._check_fitted()
         folder = Path(folder)
-        save_weights(folder / "weights.safetensors", self.net_.state_dict())
+        save_weights(folder / "weights.safetensors", {k: v.cpu() for k, v in self.net_.state_dict().items()})
         dims = {"text_dim": self.net_.text.in_features, "image_dim": self.net_.image.in_features}
         write_json(folder / "config.json", {"config": asdict(self.config), **dims})
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "RelevanceModel":
-        """Loads a model written by `save`."""
+    def load(cls, folder: str | Path, device: str = "cpu") -> "RelevanceModel":
+        """Loads a model written by `save` onto `device`."""
         folder = Path(folder)
+        target = resolve_device(device)
         meta = read_json(folder / "config.json")
-        model = cls(config_from_dict(RelevanceConfig, meta["config"], source=str(folder / "config.json")))
+        model = cls(
+            config_from_dict(RelevanceConfig, meta["config"], source=str(folder / "config.json")), device
+        )
         cfg = model.config
         model.net_ = _Projections(meta["text_dim"], meta["image_dim"], cfg.shared_dim, cfg.temperature)
         load_state_into(
             model.net_, load_weights(folder / "weights.safetensors"), str(folder / "weights.safetensors")
         )
-        model.net_.eval()
+        model.net_.to(target).eval()
+        model.device_ = target
         return model
 
     def _check_fitted(self) -> None:
@@ -175,6 +186,11 @@ class RelevanceReward:
         check_images(inputs.images)
         titles = _titles(inputs)
         text = torch.as_tensor(self.text_encoder.encode(titles))  # (batch, text_dim)
+        if inputs.images.device != self.model.device_:
+            raise DeviceError(
+                f"covers are on {inputs.images.device} but the relevance model computes on "
+                f"{self.model.device_}; fit or load it with device={str(inputs.images.device)!r}"
+            )
         image = self.image_encoder(inputs.images)  # (batch, image_dim)
         net = self.model.net_
         return (net.embed_text(text.to(image.device)) * net.embed_image(image)).sum(dim=1)  # (batch,)

@@ -25,6 +25,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
 def test_two_process_dmp_matches_single_process(tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if torchrun is None:
@@ -38,10 +44,8 @@ def test_two_process_dmp_matches_single_process(tmp_path):
     store = CoverEmbeddingStore().build(np.arange(25), np.full(25, DEFAULT_COHORT), covers)
     frame.write_parquet(tmp_path / "train.parquet")
     store.save(tmp_path / "store")
-    fields = "\n".join(
-        f"{k} = {str(v).lower() if isinstance(v, bool) else v}" for k, v in vars(CONFIG).items()
-    )
-    (tmp_path / "config.toml").write_text(fields.replace("arch = dlrm", 'arch = "dlrm"') + "\n")
+    fields = "\n".join(f"{k} = {_toml(v)}" for k, v in vars(CONFIG).items())
+    (tmp_path / "config.toml").write_text(fields + "\n")
     command = [
         torchrun,
         "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
