@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from icg_rec.errors import UnknownIdError
+from icg_rec.generation.fast import FastConfig, FastSampler
 from icg_rec.generation.pipeline import ICGPipeline
 from icg_rec.generation.prompter import ImageLike
 
@@ -15,7 +16,8 @@ class PipelineCoverGenerator:
     """The refresh's `CoverGenerator` over an ICGPipeline.
 
     Items are prepared (perception encoders) per batch, only for the items in that batch: an incremental
-    refresh then pays for the changed items alone, not for the whole catalogue.
+    refresh then pays for the changed items alone, not for the whole catalogue. The first `generate` moves
+    the pipeline to `device` and applies the `fast` switches in place (`icg_rec.generation.fast`).
     """
 
     def __init__(
@@ -27,6 +29,9 @@ class PipelineCoverGenerator:
         num_inference_steps: int = 20,
         guidance_scale: float = 3.0,
         version: str | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+        fast: FastConfig | None = None,
     ) -> None:
         """Args:
         pipeline: a trained (warmed-up or aligned) ICGPipeline.
@@ -35,7 +40,11 @@ class PipelineCoverGenerator:
         references: reference images (paths, PIL images or (3, H, W) tensors in [0, 1]).
         num_inference_steps: DDIM steps per cover.
         guidance_scale: classifier-free guidance weight.
-        version: the generator version; None hashes the weights and settings (`pipeline_version`).
+        version: the generator version; None hashes the weights and settings (`pipeline_version`), taken
+            before any fast switch touches the pipeline: precision and kernels are not part of a cover's key.
+        device: "cpu" or "cuda[:N]" (see `icg_rec.device`).
+        dtype: "float32", "bfloat16" or "float16" (CUDA only) for the UNet and the decoder.
+        fast: speed switches (`FastConfig`; None = defaults: SDPA attention, nothing else).
         """
         ids = np.asarray(item_ids, dtype=np.int64)
         if not len(ids) == len(titles) == len(references):
@@ -50,12 +59,14 @@ class PipelineCoverGenerator:
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
         self.version = version or pipeline_version(pipeline, num_inference_steps, guidance_scale)
+        self.sampler = FastSampler(pipeline, fast, device, dtype)
 
     @torch.no_grad()
     def generate(
         self, item_ids: torch.Tensor, user_embeddings: torch.Tensor, seeds: list[int]
     ) -> torch.Tensor:
         """Covers (B, 3, H, W) in [0, 1] for items (B,) and users (B, user_dim), one noise seed each."""
+        device = self.sampler.prepare().device_
         ids = item_ids.numpy()
         unique, inverse = np.unique(ids, return_inverse=True)
         pos = np.minimum(np.searchsorted(self.sorted_ids, unique), len(self.sorted_ids) - 1)
@@ -70,15 +81,10 @@ class PipelineCoverGenerator:
         index = torch.from_numpy(inverse)
         batch = {k: v[index] for k, v in prepared.items()}  # one row per cover
         noise = self.pipeline.noise_for(seeds)  # (B, C, h, w)
-        images = self.pipeline.generate_with_grad(
-            batch,
-            user_embeddings.to(self.pipeline.device),
-            noise,
-            self.num_inference_steps,
-            0,
-            self.guidance_scale,
-        )
-        return images.float().cpu()  # (B, 3, H, W)
+        images = self.sampler(
+            batch, user_embeddings.to(device), noise, self.num_inference_steps, self.guidance_scale
+        )  # (B, 3, H, W) on the device
+        return images.cpu()  # (B, 3, H, W)
 
 
 def pipeline_version(pipeline: ICGPipeline, num_inference_steps: int, guidance_scale: float) -> str:

@@ -20,3 +20,8 @@ def default_data_dir() -> Path:
 def movielens_dir() -> Path:
     """`<data root>/movielens`, holding ml-latest-small/, posters/ and ml-1m/."""
     return default_data_dir() / "movielens"
+
+
+def taef2_dir() -> Path:
+    """`<data root>/../models/taef2`: TAEF2 tiny-autoencoder weights (research use: read, never copied)."""
+    return default_data_dir().parent / "models" / "taef2"
