@@ -23,6 +23,10 @@ def add_align_command(generator: argparse._SubParsersAction) -> None:
     align.add_argument("--config", type=Path, default=None, help="TOML: [multi_reward], [align], [dpo]")
     align.add_argument("--resume", action="store_true", help="continue from --out/checkpoint")
     align.add_argument("--seed", type=int, default=0)
+    align.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where it computes (icg_rec.device)")
+    align.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], default="float32", help="bfloat16: autocast"
+    )
     align.set_defaults(run=_run_align)
 
 

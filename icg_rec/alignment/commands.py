@@ -39,6 +39,7 @@ def run_align(args: argparse.Namespace) -> int:
 
     from icg_rec.alignment import AlignConfig, Audience, DPOAligner, DPOConfig, RewardAligner
     from icg_rec.alignment.data import personalized_user_vectors
+    from icg_rec.device import resolve_device
     from icg_rec.encoders import load_image_encoder, load_text_encoder
     from icg_rec.generation.pipeline import ICGPipeline
     from icg_rec.rewards.aesthetic import AestheticReward
@@ -57,15 +58,16 @@ def run_align(args: argparse.Namespace) -> int:
         multi.weights = parse_weights(args.weights)
     if not multi.weights:
         raise ValueError("no reward weights: pass --weights name=w,... or a [multi_reward] table in --config")
-    image_encoder, text_encoder = load_image_encoder(None), load_text_encoder(None)
+    device = resolve_device(args.device)  # the rewards compute where the covers are made
+    image_encoder, text_encoder = load_image_encoder(None).to(device), load_text_encoder(None)
     rewards: dict = {"aesthetic": AestheticReward()}
     personal = None
     if args.personalized is not None:
-        personal = PersonalizedRewardModel.load(args.personalized, image_encoder)
+        personal = PersonalizedRewardModel.load(args.personalized, image_encoder, args.device)
         rewards["personalized"] = personal
     if args.relevance is not None:
         rewards["relevance"] = RelevanceReward(
-            RelevanceModel.load(args.relevance), text_encoder, image_encoder
+            RelevanceModel.load(args.relevance, args.device), text_encoder, image_encoder
         )
     reward = MultiReward(rewards, multi)
 
@@ -81,12 +83,12 @@ def run_align(args: argparse.Namespace) -> int:
         config = config_from_dict(
             DPOConfig, {"seed": args.seed, **values.get("dpo", {})}, source=f"{args.config} [dpo]"
         )
-        aligner = DPOAligner(pipe, reward, config)
+        aligner = DPOAligner(pipe, reward, config, args.device, args.dtype)
     else:
         config = config_from_dict(
             AlignConfig, {"seed": args.seed, **values.get("align", {})}, source=f"{args.config} [align]"
         )
-        aligner = RewardAligner(pipe, reward, config)
+        aligner = RewardAligner(pipe, reward, config, args.device, args.dtype)
     aligner.fit(items, audience, args.out, resume=args.resume)
     write_json(Path(args.out) / "history.json", aligner.history_)
     print(

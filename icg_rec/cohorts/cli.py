@@ -28,6 +28,18 @@ def register(groups: argparse._SubParsersAction) -> None:
     refresh.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance weight")
     refresh.add_argument("--batch-size", type=int, default=16)
     refresh.add_argument("--seed", type=int, default=0)
+    refresh.add_argument(
+        "--device", default="cpu", help="cpu or cuda[:N]: where it computes (icg_rec.device)"
+    )
+    refresh.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    refresh.add_argument(
+        "--compile", choices=["off", "default", "max-autotune-no-cudagraphs", "reduce-overhead"], default="off",
+        help="torch.compile the UNet (reduce-overhead: CUDA graphs, CUDA only)",
+    )  # fmt: skip
+    refresh.add_argument("--channels-last", action="store_true", help="NHWC UNet and decoder")
+    refresh.add_argument("--fuse-qkv", action="store_true", help="fused q/k/v attention projections")
+    refresh.add_argument("--tiny-decoder", type=Path, default=None, help="local TAEF2 folder (32-ch latents)")
+    refresh.add_argument("--writers", type=int, default=0, help="PNG writer threads (0 = inline)")
     refresh.set_defaults(run=_run_refresh)
 
 

@@ -28,6 +28,7 @@ def fit_cohorts(args: argparse.Namespace) -> None:
 
 def refresh(args: argparse.Namespace) -> None:
     """Refreshes the covers of every (item, cohort) that changed; under torchrun each rank takes a shard."""
+    from icg_rec.generation.fast import FastConfig
     from icg_rec.generation.pipeline import ICGPipeline  # heavy: only when asked for
 
     items = pl.read_parquet(args.items)
@@ -43,10 +44,19 @@ def refresh(args: argparse.Namespace) -> None:
         items["image_path"],
         args.steps,
         args.guidance,
+        device=args.device,
+        dtype=args.dtype,
+        fast=FastConfig(
+            channels_last=args.channels_last,
+            fuse_qkv=args.fuse_qkv,
+            compile=args.compile,
+            tiny_decoder=str(args.tiny_decoder or ""),
+        ),
     )
     manifest, stats = refresh_covers(
-        items, UserCohorts.load(args.cohorts), generator, args.out, args.seed, args.batch_size
-    )
+        items, UserCohorts.load(args.cohorts), generator, args.out, args.seed, args.batch_size,
+        writers=args.writers,
+    )  # fmt: skip
     print(
         f"generated {stats.generated}, reused {stats.cached} of {stats.work} covers in {stats.seconds:.1f} s"
         + ("" if manifest is None else f"; manifest: {args.out}/manifest.parquet")

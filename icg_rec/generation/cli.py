@@ -28,7 +28,10 @@ def register(groups: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--steps", type=int, default=None, help="overrides [warmup] steps")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    train.add_argument("--device", default="cpu", help="torch device for the pipeline (e.g. cuda)")
+    train.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where it computes (icg_rec.device)")
+    train.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], default="float32", help="bfloat16: autocast"
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
         "--out", type=Path, required=True, help="run folder: checkpoint/, pipeline/, contact_sheet.png"

@@ -36,8 +36,8 @@ def train(args: argparse.Namespace) -> int:
         warm.steps = args.steps
     warm.train_unet = config.diffusion is None  # a pretrained UNet stays frozen; the embedded one must learn
     titles, images = _reference_covers(args.dataset, args.data_dir, args.items, args.seed)
-    pipe = build_pipeline(config).to(args.device)
-    trainer = WarmupTrainer(pipe, warm).fit(titles, images, output_dir=args.out, resume=args.resume)
+    trainer = WarmupTrainer(build_pipeline(config), warm, args.device, args.dtype)
+    trainer.fit(titles, images, output_dir=args.out, resume=args.resume)
     write_json(Path(args.out) / "train_summary.json", {
         "dataset": args.dataset, "items": len(titles), "steps": trainer.step_,
         "loss_last50": sum(trainer.losses_[-50:]) / max(len(trainer.losses_[-50:]), 1),

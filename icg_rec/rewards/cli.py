@@ -17,6 +17,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     train.add_argument("--sim-users", type=int, default=2000, help="SimWorld users")
     train.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "icg_rec")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where it computes (icg_rec.device)")
     train.add_argument("--out", type=Path, required=True, help="model folder")
     score = rewards.add_parser("score", help="score covers: images folder or manifest in, parquet out")
     score.add_argument("--images", type=Path, default=None, help="folder of .jpg/.png covers")

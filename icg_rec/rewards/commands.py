@@ -47,13 +47,13 @@ def train(args: argparse.Namespace) -> int:
         pixels = world.covers.numpy()
     item_ids = dataset.items["item_id"].to_numpy()
     if args.model == "relevance":
-        RelevanceModel().fit(text, image, seed=args.seed, progress=True).save(args.out)
+        RelevanceModel(device=args.device).fit(text, image, seed=args.seed, progress=True).save(args.out)
     else:
         if config.cover_tower == "cnn" and pixels is None:
             raise ValueError("the cnn cover tower is for pixel covers (SimWorld); MovieLens uses 'embedding'")
         feats = pixels if config.cover_tower == "cnn" else image
         covers = CoverFeatures(item_ids, feats, titles=text if args.dataset == "movielens" else None)
-        model = PersonalizedRewardModel(config, image_encoder=encoder)
+        model = PersonalizedRewardModel(config, image_encoder=encoder, device=args.device)
         model.fit(dataset.interactions, covers, seed=args.seed, progress=True).save(args.out)
     print(f"wrote {args.model} reward model to {args.out}")
     return 0

@@ -47,3 +47,26 @@ def test_a_missing_device_is_refused_at_fit_and_load(tmp_path):
     folder = TorchRecRanker(CONFIG).fit(_frame(), SPEC).save(tmp_path / "r")
     with pytest.raises(DeviceError, match="CUDA is not available"):
         TorchRecRanker.load(folder, device="cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this host has CUDA")
+def test_every_heavy_command_takes_device_and_refuses_a_missing_one(tmp_path):
+    from icg_rec.cli import build_parser
+
+    _frame().write_parquet(tmp_path / "train.parquet")
+    parser = build_parser()
+    args = parser.parse_args(
+        ["ranker", "fit", "--train", str(tmp_path / "train.parquet"), "--sparse", "user_id", "item_id",
+         "--dense", "x", "--out", str(tmp_path / "r"), "--device", "cuda"]
+    )  # fmt: skip
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        args.run(args)
+    commands = [
+        ["refresh", "--pipeline", "p", "--cohorts", "c", "--items", "i", "--out", "o", "--dtype", "bfloat16",
+         "--compile", "reduce-overhead", "--channels-last", "--fuse-qkv", "--writers", "2"],
+        ["generator", "align", "--pipeline", "p", "--out", "o", "--dtype", "bfloat16"],
+        ["generator", "train", "--out", "o", "--dtype", "bfloat16"],
+        ["rewards", "train", "--out", "o"],
+    ]  # fmt: skip
+    for command in commands:
+        assert parser.parse_args([*command, "--device", "cuda:1"]).device == "cuda:1"
