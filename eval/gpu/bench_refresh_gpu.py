@@ -31,7 +31,6 @@ Last line: `covers_per_s=X roofline_share=Y speedup_vs_stock=Z` for the best icg
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -236,20 +235,24 @@ def catalogue(setting: Setting, folder: Path):
     return items.head(warm_items), items.slice(warm_items, timed_items), cohorts
 
 
+ALL = {"channels_last": True, "fuse_qkv": True}
 ICG_ARMS = {  # name -> (dtype override or None, FastConfig fields, writers, latent channels, tiny decoder)
-    "icg_fp32": ("float32", {}, 0, 4, False),
     "icg_fp16": (None, {}, 0, 4, False),
-    "icg_bf16": ("bfloat16", {}, 0, 4, False),
+    "icg_all_eager": (None, ALL, 4, 4, False),
+    "icg_cuda_graphs": (None, {**ALL, "compile": "reduce-overhead"}, 4, 4, False),
     "icg_classic_attention": (None, {"sdpa": False}, 0, 4, False),
     "icg_channels_last": (None, {"channels_last": True}, 0, 4, False),
     "icg_fused_qkv": (None, {"fuse_qkv": True}, 0, 4, False),
     "icg_writers": (None, {}, 4, 4, False),
-    "icg_all_eager": (None, {"channels_last": True, "fuse_qkv": True}, 4, 4, False),
-    "icg_compiled": (None, {"channels_last": True, "fuse_qkv": True, "compile": "default"}, 4, 4, False),
-    "icg_cuda_graphs": (None, {"channels_last": True, "fuse_qkv": True, "compile": "reduce-overhead"}, 4, 4, False),
-    "icg_latent32_vae": (None, {"channels_last": True, "fuse_qkv": True}, 4, 32, False),
-    "icg_latent32_tiny_decoder": (None, {"channels_last": True, "fuse_qkv": True}, 4, 32, True),
+    "icg_bf16": ("bfloat16", {}, 0, 4, False),
+    "icg_fp32": ("float32", {}, 0, 4, False),
+    "icg_compiled": (None, {**ALL, "compile": "default"}, 4, 4, False),
+    "icg_latent32_vae": (None, ALL, 4, 32, False),
+    "icg_latent32_tiny_decoder": (None, ALL, 4, 32, True),
 }  # fmt: skip
+ORDER = [  # most telling first: a run out of --budget-s drops the tail
+    "stock", "icg_fp16", "icg_all_eager", "icg_cuda_graphs", "stock_compiled", "align", *list(ICG_ARMS)[3:],
+]  # fmt: skip
 GPU_ONLY = {
     "icg_cuda_graphs",
     "icg_bf16",
@@ -342,6 +345,15 @@ def align_throughput(setting: Setting, checkpointing: bool, steps: int) -> dict:
     }
 
 
+def align_section(setting: Setting, steps: int) -> dict:
+    """`align_throughput` without and with gradient checkpointing, printed."""
+    rows = {f"checkpointing_{flag}": align_throughput(setting, flag, steps) for flag in (False, True)}
+    for name, row in rows.items():
+        peak = "n/a" if row["peak_gib"] is None else f"{row['peak_gib']:.1f} GiB"
+        print(f"align DRaFT-1 + LoRA, {name}: {row['steps_per_s']:.3f} steps/s, peak {peak}", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -356,9 +368,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--cpu-smoke", action="store_true", help="tiny models on CPU: checks that it all runs"
     )
+    parser.add_argument("--budget-s", type=float, default=float("inf"), help="start no arm after this many s")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the aligner's progress bars
+    started = time.perf_counter()
     device = torch.device("cpu") if args.cpu_smoke else resolve_device("cuda")
     if args.cpu_smoke:
         torch.set_num_threads(1)
@@ -374,15 +387,23 @@ def main(argv: list[str] | None = None) -> dict:
         setting.batch = int(args.batch_size)
     setting.covers = -(-setting.covers // setting.batch) * setting.batch  # whole batches: no new shapes timed
     results.update(count_flops(setting), peak_flops_per_s=peak_flops(device), batch=setting.batch)
-    arms = args.arms or ["stock", "stock_compiled", *ICG_ARMS]
+    arms = [a for a in ORDER if a != "align"] if args.arms is None else list(args.arms)
+    if args.align:  # after the headline arms, before the single-switch ones
+        arms.insert(ORDER.index("align") if args.arms is None else len(arms), "align")
     if device.type != "cuda":
         arms = [a for a in arms if a not in GPU_ONLY and (args.arms or a not in SLOW_ON_CPU)]
     if not (taef2_dir() / "taef2_decoder.pth").is_file():
         arms = [a for a in arms if not a.startswith("icg_latent32")]
         results["skipped"] = f"tiny-decoder arms: no TAEF2 weights at {taef2_dir()}"
-    rates = {}
+    rates, results["skipped_for_time"] = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for arm in arms:
+            if time.perf_counter() - started > args.budget_s:
+                results["skipped_for_time"].append(arm)
+                continue
+            if arm == "align":
+                results["align"] = align_section(setting, steps=2 if args.cpu_smoke else 5)
+                continue
             rate = stock_rate(setting, arm == "stock_compiled") if arm.startswith("stock") else None
             rate = rate if rate is not None else icg_rate(setting, arm, Path(tmp) / arm)
             rates[arm] = rate
@@ -394,14 +415,6 @@ def main(argv: list[str] | None = None) -> dict:
     for arm, rate in rates.items():
         ratios = [rate / rates[b] if b in rates else float("nan") for b in ("stock", "icg_fp16")]
         print(f"{arm:28s} {rate:9.3f} {ratios[0]:8.2f} {ratios[1]:11.2f}")
-    if args.align:
-        results["align"] = {
-            f"checkpointing_{flag}": align_throughput(setting, flag, steps=2 if args.cpu_smoke else 5)
-            for flag in (False, True)
-        }
-        for name, row in results["align"].items():
-            peak = "n/a" if row["peak_gib"] is None else f"{row['peak_gib']:.1f} GiB"
-            print(f"align DRaFT-1 + LoRA, {name}: {row['steps_per_s']:.3f} steps/s, peak {peak}")
     # the headline compares the same model: the 32-channel-latent pair (tiny decoder) is reported beside it
     icg = {a: r for a, r in rates.items() if a.startswith("icg_") and not a.startswith("icg_latent32")}
     stock = {a: r for a, r in rates.items() if a.startswith("stock")}
@@ -410,7 +423,8 @@ def main(argv: list[str] | None = None) -> dict:
     speedup = icg[best] / stock[best_stock] if best_stock else float("nan")
     results.update(best_icg=best, best_stock=best_stock, roofline_share=share, speedup_vs_stock=speedup)
     print(
-        f"device {results['device']}, batch {setting.batch}, {setting.steps} steps; UNet "
+        f"device {results['device']}, {setting.dtype} (icg_fp16 and stock run in it), batch {setting.batch}, "
+        f"{setting.steps} steps; UNet "
         f"{results['unet_forward_flops_per_sample'] / 1e12:.3f} TFLOP/sample/pass, "
         f"{results['unet_flops_per_cover'] / 1e12:.2f} TFLOP/cover (+ VAE decode "
         f"{results['vae_decode_flops_per_cover'] / 1e12:.2f}); peak {results['peak_flops_per_s'] / 1e12:.1f} TFLOP/s; "
