@@ -2,6 +2,7 @@
 
     python -m eval.gpu.bench_refresh_gpu [--covers 64 --batch-size auto --steps 20] [--align]   # GPU host
     python -m eval.gpu.bench_refresh_gpu --cpu-smoke                                          # CI-size
+    python -m eval.gpu.bench_refresh_gpu --flops-only                                         # any host
 
 Setting (GPU): an SD-1.5-size UNet and VAE with random weights (throughput does not depend on them) at
 512x512, 20 DDIM steps, guidance 3 (two UNet passes a step), 8 conditioning tokens of width 768, fp16.
@@ -251,7 +252,7 @@ ICG_ARMS = {  # name -> (dtype override or None, FastConfig fields, writers, lat
     "icg_latent32_tiny_decoder": (None, ALL, 4, 32, True),
 }  # fmt: skip
 ORDER = [  # most telling first: a run out of --budget-s drops the tail
-    "stock", "icg_fp16", "icg_all_eager", "icg_cuda_graphs", "stock_compiled", "align", *list(ICG_ARMS)[3:],
+    "stock", "icg_fp16", "icg_all_eager", "icg_cuda_graphs", "align", "stock_compiled", *list(ICG_ARMS)[3:],
 ]  # fmt: skip
 GPU_ONLY = {
     "icg_cuda_graphs",
@@ -368,10 +369,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--cpu-smoke", action="store_true", help="tiny models on CPU: checks that it all runs"
     )
+    parser.add_argument("--flops-only", action="store_true", help="count the real config's FLOPs (no device)")
     parser.add_argument("--budget-s", type=float, default=float("inf"), help="start no arm after this many s")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    if args.flops_only:
+        flops = count_flops(Setting(torch.device("meta"), "float16", False, args.steps, 3.0, 0, 0))
+        for key, value in flops.items():
+            print(f"{key}: {value / 1e12:.4f} TFLOP" if isinstance(value, int) else f"{key}: {value}")
+        for peak in (790e12, 990e12):
+            print(f"UNet roofline at {peak / 1e12:.0f} TFLOP/s: {peak / flops['unet_flops_per_cover']:.2f} covers/s")
+        return flops
     device = torch.device("cpu") if args.cpu_smoke else resolve_device("cuda")
     if args.cpu_smoke:
         torch.set_num_threads(1)

@@ -8,7 +8,8 @@ predict, reward call on covers on the device, save/load), the relevance model, t
 channels_last, fused QKV, CUDA graphs and writer threads on CUDA; float32 on CPU), the TorchRec ranker
 (fit/predict/save/load) and DMP under torchrun (one process: nccl on CUDA, gloo on CPU). Each check
 asserts that its model's parameters sit on the device; a failing check is recorded and the rest still
-run. Last line: `smoke: N ok, M failed (names)`.
+run; one that cannot run on the host (DMP without fbgemm's CUDA kernels) says why. Last line:
+`smoke: N ok, M failed (names), K skipped`.
 """
 
 import argparse
@@ -48,6 +49,10 @@ from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig, Pers
 from icg_rec.rewards.relevance import RelevanceConfig, RelevanceModel
 
 USER_DIM = 8
+
+
+class Skipped(Exception):
+    """A check that cannot run on this host, with the reason."""
 
 
 def _world() -> SimWorld:
@@ -178,6 +183,13 @@ def check_torchrec_ranker(device: torch.device, folder: Path) -> dict:
 
 
 def check_dmp(device: torch.device, folder: Path) -> dict:
+    if device.type == "cuda":
+        try:  # sharded tables run fbgemm's CUDA kernels; the CPU build of fbgemm-gpu has none
+            torch.ops.fbgemm.asynchronous_complete_cumsum(torch.ones(2, dtype=torch.int32, device=device))
+        except (NotImplementedError, RuntimeError) as err:
+            raise Skipped(
+                f"fbgemm_gpu here has no CUDA kernels ({type(err).__name__}); DMP needs the CUDA build"
+            ) from err
     torchrun = shutil.which("torchrun") or shutil.which("torchrun", path=str(Path(sys.executable).parent))
     command = [torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]
     _ranker_frame().write_parquet(folder / "train.parquet")
@@ -221,6 +233,8 @@ def main(argv: list[str] | None = None) -> dict:
             (Path(tmp) / name).mkdir()
             try:
                 results[name] = {"ok": True, **CHECKS[name](device, Path(tmp) / name)}
+            except Skipped as why:
+                results[name] = {"ok": None, "skipped": str(why)}
             except Exception as err:  # noqa: BLE001 - record every failure, run the other checks
                 results[name] = {
                     "ok": False,
@@ -228,14 +242,21 @@ def main(argv: list[str] | None = None) -> dict:
                     "trace": traceback.format_exc()[-3000:],
                 }
             row = results[name]
-            print(f"{name:16s} {'ok' if row['ok'] else 'FAILED ' + row['error'][:300]}", flush=True)
+            state = {
+                True: "ok",
+                None: f"skipped: {row.get('skipped')}",
+                False: f"FAILED {row.get('error', '')[:300]}",
+            }
+            print(f"{name:16s} {state[row['ok']]}", flush=True)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
             json.dumps({"device": str(device), "checks": results}, indent=2, default=str) + "\n"
         )
-    failed = [name for name, row in results.items() if not row["ok"]]
-    print(f"smoke: {len(results) - len(failed)} ok, {len(failed)} failed ({', '.join(failed) or 'none'})")
+    failed = [name for name, row in results.items() if row["ok"] is False]
+    skipped = [name for name, row in results.items() if row["ok"] is None]
+    ok = len(results) - len(failed) - len(skipped)
+    print(f"smoke: {ok} ok, {len(failed)} failed ({', '.join(failed) or 'none'}), {len(skipped)} skipped")
     return results
 
 
