@@ -136,10 +136,10 @@ class CoverCandidates:
                 "item_id": self.item_ids[rows],
                 "cover_id": self.cover_ids[rows, slots],
                 "kind": [KINDS[k - 1] for k in kinds.tolist()],
-                "cohort_id": np.where(kinds == COHORT, self.cohort_ids[rows, slots], None),
+                "cohort_id": self.cohort_ids[rows, slots],
             },
             schema={"item_id": pl.Int64, "cover_id": pl.Int64, "kind": pl.String, "cohort_id": pl.Int64},
-        )
+        ).with_columns(cohort_id=pl.when(pl.col("kind") == "cohort").then(pl.col("cohort_id")))
 
 
 @dataclass

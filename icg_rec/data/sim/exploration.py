@@ -68,8 +68,8 @@ class CoverExposure:
                     for chunk in covers.reshape(-1, *covers.shape[2:]).split(4096)
                 ]
             )  # (n_items * K, A)
-            users = torch.from_numpy(frame["user_id"].to_numpy()).repeat_interleave(k)  # (n * K,)
-            items = torch.from_numpy(frame["item_id"].to_numpy()).repeat_interleave(k)  # (n * K,)
+            users = torch.tensor(frame["user_id"].to_numpy()).repeat_interleave(k)  # (n * K,) (a copy: polars is read-only)
+            items = torch.tensor(frame["item_id"].to_numpy()).repeat_interleave(k)  # (n * K,)
             slots = items * k + torch.arange(k).repeat(frame.height)  # (n * K,) row of z
             logits = torch.cat(
                 [
