@@ -53,8 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--covers", type=Path, default=Path("runs/quickstart"), help="quickstart folder")
     parser.add_argument("--replicates", type=int, default=50, help="fresh exploration logs")
     parser.add_argument("--n-boot", type=int, default=1000, help="user-level bootstrap replicates per CI")
-    parser.add_argument("--clip", type=float, default=5.0, help="weight clip of dr_clipped (weights are 0 or K)")
-    parser.add_argument("--half-width", type=float, default=0.02, help="relative DR lift CI half-width to size for")
+    parser.add_argument(
+        "--clip", type=float, default=5.0, help="weight clip of dr_clipped (weights are 0 or K)"
+    )
+    parser.add_argument(
+        "--half-width", type=float, default=0.02, help="relative DR lift CI half-width to size for"
+    )
     parser.add_argument("--outcome-epochs", type=int, default=3, help="reward-model passes per outcome fit")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -85,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         slots, labels = exposure.draw(logging, rng)
         log = BanditLog(labels, slots, logging[np.arange(n), slots], users)
         frame = exposure.impressions.with_columns(label=pl.Series(labels))
-        q_hat = fit_outcome_oof(frame, slots, setup["candidates"], OutcomeConfig(**{**outcome.__dict__, "seed": rep}), features)
+        q_hat = fit_outcome_oof(
+            frame, slots, setup["candidates"], OutcomeConfig(**{**outcome.__dict__, "seed": rep}), features
+        )
         config.seed = rep
         result = estimate_all(log, dists, q_hat, config, baseline="original")
         for policy, ests in result.items():
@@ -101,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                     "target": target,
                     "lift": float((terms - base).mean()),
                     "variance": variance,
-                    "impressions": exploration_impressions(variance, result["original"]["dr"][0], args.half_width),
+                    "impressions": exploration_impressions(
+                        variance, result["original"]["dr"][0], args.half_width
+                    ),
                 }
             )
         done = time.perf_counter() - start
@@ -134,7 +142,9 @@ def _setup(args: argparse.Namespace) -> dict:
         print(f"no quickstart in {folder}: running it once (about 10 minutes on 2 cores)", flush=True)
         run_quickstart(folder)
     run = read_cover_run(folder)
-    quickstart = config_from_dict(QuickstartConfig, read_json(folder / "quickstart.json")["config"], "quickstart.json")
+    quickstart = config_from_dict(
+        QuickstartConfig, read_json(folder / "quickstart.json")["config"], "quickstart.json"
+    )
     world = SimWorld.generate(quickstart.sim_config())
     n_items = world.config.n_items
     candidates = candidates_from_refresh(np.arange(n_items), world.covers, folder / "refresh")
@@ -157,7 +167,13 @@ def _setup(args: argparse.Namespace) -> dict:
         scores=reward_scores(reward, candidates, users, items),
     )
     dists = {name: parse_policy(name).probabilities(context) for name in TARGETS}
-    return {"world": world, "candidates": candidates, "exposure": exposure, "context": context, "dists": dists}
+    return {
+        "world": world,
+        "candidates": candidates,
+        "exposure": exposure,
+        "context": context,
+        "dists": dists,
+    }
 
 
 def _summarize(
@@ -211,7 +227,9 @@ def _summarize(
             "dr_lift_ci_coverage": float(covered.mean()),
             "impressions_needed": needed,
             "share_of_log": needed / n_log,
-            "impressions_needed_prior": exploration_impressions(prior_variance, truth["original"], args.half_width),
+            "impressions_needed_prior": exploration_impressions(
+                prior_variance, truth["original"], args.half_width
+            ),
             "predicted_half_width_at_log": float(z * np.sqrt(rows["variance"].to_numpy().mean() / n_log)),
             "empirical_half_width_at_log": float(z * lift.std(ddof=1)),
             "relative_half_width_at_log": float(z * lift.std(ddof=1) / truth["original"]),
@@ -226,7 +244,9 @@ def _summarize(
             "dr_ranking_agreement": float(all_agree.mean()),
             "dr_ranking_pairs": [f"{a}>{b}" if truth[a] > truth[b] else f"{b}>{a}" for a, b in pairs],
             "dr_ranking_agreement_per_pair": agree,
-            "dm_relative_bias_max": max(abs(policies[p]["estimators"]["dm"]["relative_bias"]) for p in TARGETS),
+            "dm_relative_bias_max": max(
+                abs(policies[p]["estimators"]["dm"]["relative_bias"]) for p in TARGETS
+            ),
         },
         "exploration": exploration,
         "config": {

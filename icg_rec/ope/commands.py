@@ -26,12 +26,16 @@ def load_covers(paths: list[str], size: int | None) -> torch.Tensor:
 def read_candidates(args: argparse.Namespace, mapping: ColumnMapping | None) -> CoverCandidates:
     """Candidates from --candidates (a table with image_path) or from --refresh + --items."""
     if (args.candidates is None) == (args.refresh is None):
-        raise SchemaError("give the candidate covers either as --candidates TABLE or as --refresh FOLDER --items ITEMS")
+        raise SchemaError(
+            "give the candidate covers either as --candidates TABLE or as --refresh FOLDER --items ITEMS"
+        )
     if args.candidates is not None:
         path = Path(args.candidates)
         table = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
         if "image_path" not in table.columns:
-            raise SchemaError(f"{path} has no image_path column: the outcome model reads every candidate's pixels")
+            raise SchemaError(
+                f"{path} has no image_path column: the outcome model reads every candidate's pixels"
+            )
         paths = [p if Path(p).is_absolute() else str(path.parent / p) for p in table["image_path"].to_list()]
         return CoverCandidates.from_table(table, load_covers(paths, args.image_size))
     if args.items is None:
@@ -68,6 +72,8 @@ def run_ope(args: argparse.Namespace) -> int:
     for spec, p in report.policies.items():
         est = "dr" if "dr" in p.estimates else next(iter(p.estimates))
         lo, hi = p.ci95[est]
-        print(f"{spec}: {est} {p.estimates[est]:.4f} [{lo:.4f}, {hi:.4f}], ESS share {p.diagnostics.ess_share:.2f}")
+        print(
+            f"{spec}: {est} {p.estimates[est]:.4f} [{lo:.4f}, {hi:.4f}], ESS share {p.diagnostics.ess_share:.2f}"
+        )
     print(f"report: {path}")
     return 0

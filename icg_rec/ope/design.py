@@ -14,24 +14,20 @@ import numpy as np
 from scipy import stats
 
 from icg_rec.errors import IcgRecError
+from icg_rec.ope.policies import CoverCandidates, parse_policy, policy_context
 
 
-def dr_lift_variance_prior(
-    ctr: float, target: np.ndarray, baseline: np.ndarray, exploration: np.ndarray
-) -> float:
-    """A-priori per-impression variance of the DR lift of `target` over `baseline` under `exploration`.
+def weight_factor(target: np.ndarray, baseline: np.ndarray, exploration: np.ndarray) -> float:
+    """E over impressions of sum_a (pi_target(a) - pi_baseline(a))^2 / pi_explore(a).
 
     Args:
-        ctr: the baseline click rate (e.g. the pre-period CTR).
         target: (n, K) target policy probabilities on representative impressions.
         baseline: (n, K) baseline policy probabilities (e.g. the original cover).
         exploration: (n, K) exploration (logging) policy probabilities.
 
     Returns:
-        sigma^2 such that Var(DR lift over n impressions) ~= sigma^2 / n.
+        The factor (2K for two different deterministic covers under uniform exploration over K).
     """
-    if not 0 < ctr < 1:
-        raise IcgRecError(f"ctr must lie in (0, 1), got {ctr}")
     if not target.shape == baseline.shape == exploration.shape:
         raise IcgRecError(
             f"target, baseline and exploration must share a shape; got {target.shape}, {baseline.shape}, {exploration.shape}"
@@ -43,11 +39,29 @@ def dr_lift_variance_prior(
             "the DR lift has no support there; explore every cover the test compares"
         )
     safe = np.where(exploration > 0, exploration, 1.0)
-    factor = float((diff**2 / safe).sum(axis=1).mean())
-    return ctr * (1 - ctr) * factor
+    return float((diff**2 / safe).sum(axis=1).mean())
 
 
-def exploration_impressions(variance: float, baseline_ctr: float, half_width: float, alpha: float = 0.05) -> float:
+def dr_lift_variance_prior(
+    ctr: float, target: np.ndarray, baseline: np.ndarray, exploration: np.ndarray
+) -> float:
+    """A-priori per-impression variance of the DR lift of `target` over `baseline` under `exploration`.
+
+    Args:
+        ctr: the baseline click rate (e.g. the pre-period CTR).
+        target, baseline, exploration: (n, K) policy probabilities, as in `weight_factor`.
+
+    Returns:
+        sigma^2 = ctr (1 - ctr) weight_factor, such that Var(DR lift over n impressions) ~= sigma^2 / n.
+    """
+    if not 0 < ctr < 1:
+        raise IcgRecError(f"ctr must lie in (0, 1), got {ctr}")
+    return ctr * (1 - ctr) * weight_factor(target, baseline, exploration)
+
+
+def exploration_impressions(
+    variance: float, baseline_ctr: float, half_width: float, alpha: float = 0.05
+) -> float:
     """Impressions for a (1 - alpha) CI of the lift with half-width `half_width` x `baseline_ctr`.
 
     Args:
@@ -65,3 +79,30 @@ def exploration_impressions(variance: float, baseline_ctr: float, half_width: fl
         raise IcgRecError(f"alpha must lie in (0, 1), got {alpha}")
     z = stats.norm.isf(alpha / 2)
     return float(variance * (z / (half_width * baseline_ctr)) ** 2)
+
+
+def exploration_weight_factor(
+    candidates: CoverCandidates,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    exploration: str,
+    target: str,
+    user_cohort: np.ndarray | None = None,
+) -> float:
+    """E over impressions of sum_a (pi_target(a) - pi_original(a))^2 / pi_explore(a) (see the module docstring).
+
+    Args:
+        candidates: every item's candidate covers.
+        user_ids, item_ids: (n,) representative impressions (e.g. the pre-period log).
+        exploration: spec of the exploration policy.
+        target: spec of the target policy (reward-based policies need scores: size them with a pilot log).
+        user_cohort: (n,) cohort of each impression's user (own_cohort); None = everyone in cohort 0,
+            which gives the same factor whenever every item has a cover for every cohort.
+
+    Returns:
+        The factor.
+    """
+    cohort = np.zeros(len(user_ids), dtype=np.int64) if user_cohort is None else user_cohort
+    context = policy_context(candidates, user_ids, item_ids, user_cohort=cohort)
+    probs = {spec: parse_policy(spec).probabilities(context) for spec in (exploration, target, "original")}
+    return weight_factor(probs[target], probs["original"], probs[exploration])

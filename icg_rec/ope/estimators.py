@@ -39,7 +39,9 @@ class BanditLog:
         n = len(self.reward)
         for name in ("action", "pscore", "groups"):
             if np.shape(getattr(self, name)) != (n,):
-                raise SchemaError(f"{name} must be (n,) = ({n},) like reward, got {np.shape(getattr(self, name))}")
+                raise SchemaError(
+                    f"{name} must be (n,) = ({n},) like reward, got {np.shape(getattr(self, name))}"
+                )
         if n == 0:
             raise SchemaError("the log is empty: nothing to estimate from")
         if not np.isin(self.reward, (0.0, 1.0)).all():

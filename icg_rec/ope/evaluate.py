@@ -130,7 +130,9 @@ def reward_scores(
     if candidates.images is None:
         raise SchemaError("reward scores read the candidates' pixels: build CoverCandidates with images")
     users = np.asarray(user_ids, dtype=np.int64)
-    frame = pl.DataFrame({"user_id": np.where(np.isin(users, model.user_ids_), users, -1), "item_id": item_ids})
+    frame = pl.DataFrame(
+        {"user_id": np.where(np.isin(users, model.user_ids_), users, -1), "item_id": item_ids}
+    )
     rows = candidates.item_rows(item_ids)
     scores = np.zeros((len(users), candidates.n_slots))
     for slot in range(candidates.n_slots):
@@ -192,7 +194,9 @@ def evaluate_policies(
         dists_all = {**dists, "original": KindPolicy("original").probabilities(context)}
     else:
         dists_all = dists
-    results = estimate_all(bandit, dists_all, q_hat, config, "original" if has_original and q_hat is not None else None)
+    results = estimate_all(
+        bandit, dists_all, q_hat, config, "original" if has_original and q_hat is not None else None
+    )
     out = {}
     for spec, dist in dists.items():
         r = results[spec]
@@ -219,14 +223,22 @@ def write_ope_report(report: OPEReport, out_dir: str | Path, meta: dict | None =
         "",
     ]
     estimators = sorted({e for p in report.policies.values() for e in p.estimates}, key=ESTIMATORS.index)
-    lines += ["| policy | " + " | ".join(estimators) + " | DR lift vs original | ESS share | max w | mean w |"]
+    lines += [
+        "| policy | " + " | ".join(estimators) + " | DR lift vs original | ESS share | max w | mean w |"
+    ]
     lines += ["|---" * (len(estimators) + 5) + "|"]
     for spec, p in report.policies.items():
         cells = [f"{p.estimates[e]:.4f} [{p.ci95[e][0]:.4f}, {p.ci95[e][1]:.4f}]" for e in estimators]
-        lift = "-" if p.dr_lift is None else f"{p.dr_lift:+.4f} [{p.dr_lift_ci95[0]:+.4f}, {p.dr_lift_ci95[1]:+.4f}]"
+        lift = (
+            "-"
+            if p.dr_lift is None
+            else f"{p.dr_lift:+.4f} [{p.dr_lift_ci95[0]:+.4f}, {p.dr_lift_ci95[1]:+.4f}]"
+        )
         d = p.diagnostics
         lines.append(
-            f"| `{spec}` | " + " | ".join(cells) + f" | {lift} | {d.ess_share:.3f} | {d.max_weight:.1f} | {d.mean_weight:.3f} |"
+            f"| `{spec}` | "
+            + " | ".join(cells)
+            + f" | {lift} | {d.ess_share:.3f} | {d.max_weight:.1f} | {d.mean_weight:.3f} |"
         )
     lines += [
         "",

@@ -19,7 +19,12 @@ import torch
 from icg_rec.errors import SchemaError
 from icg_rec.features.frames import fold_ids
 from icg_rec.ope.policies import CoverCandidates
-from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig, PersonalizedRewardModel, colour_statistics
+from icg_rec.rewards.personalized import (
+    CoverFeatures,
+    PersonalizedConfig,
+    PersonalizedRewardModel,
+    colour_statistics,
+)
 
 
 @dataclass
@@ -87,7 +92,9 @@ def fit_outcome_oof(
     q_hat = np.zeros((log.height, k))
     for fold in range(config.n_folds):
         held = np.flatnonzero(folds == fold)
-        model = PersonalizedRewardModel(reward_config).fit(frame.filter(pl.Series(folds != fold)), covers, seed=config.seed + fold)
+        model = PersonalizedRewardModel(reward_config).fit(
+            frame.filter(pl.Series(folds != fold)), covers, seed=config.seed + fold
+        )
         known = np.isin(users[held], model.user_ids_)
         rows, cols = np.nonzero(valid[held])  # every candidate of every held-out row
         pairs = pl.DataFrame(

@@ -91,12 +91,16 @@ class CoverCandidates:
         cohort_ids = np.full((len(item_ids), n_slots), -1, dtype=np.int64)
         cover_ids[rows, slots] = frame["cover_id"].to_numpy()
         kinds[rows, slots] = frame["kind"].replace_strict({k: i + 1 for i, k in enumerate(KINDS)}).to_numpy()
-        cohort_ids[rows, slots] = np.where(frame["kind"].to_numpy() == "cohort", frame["cohort_id"].to_numpy(), -1)
+        cohort_ids[rows, slots] = np.where(
+            frame["kind"].to_numpy() == "cohort", frame["cohort_id"].to_numpy(), -1
+        )
         laid = None
         if images is not None:
             laid = torch.zeros(len(item_ids), n_slots, *images.shape[1:], dtype=images.dtype)
             source = torch.tensor(frame["_row"].to_numpy(), dtype=torch.int64)
-            laid[torch.tensor(rows, dtype=torch.int64), torch.tensor(slots, dtype=torch.int64)] = images[source]
+            laid[torch.tensor(rows, dtype=torch.int64), torch.tensor(slots, dtype=torch.int64)] = images[
+                source
+            ]
         return cls(item_ids, cover_ids, kinds, cohort_ids, laid)
 
     @property
@@ -121,7 +125,9 @@ class CoverCandidates:
         covers = np.asarray(cover_ids, dtype=np.int64)
         match = self.cover_ids[rows] == covers[:, None]  # (n, K)
         if (missing := ~match.any(axis=1)).any():
-            pairs = sorted(set(zip(np.asarray(item_ids)[missing].tolist(), covers[missing].tolist(), strict=True)))
+            pairs = sorted(
+                set(zip(np.asarray(item_ids)[missing].tolist(), covers[missing].tolist(), strict=True))
+            )
             raise UnknownIdError(
                 f"{int(missing.sum())} logged (item_id, cover_id) pair(s) are not among the candidates, e.g. {pairs[:5]}"
             )
@@ -228,7 +234,9 @@ class OwnCohortPolicy:
 
     def probabilities(self, context: PolicyContext) -> np.ndarray:
         if context.user_cohort is None:
-            raise IcgRecError("policy 'own_cohort' needs each user's cohort: pass user_cohort to policy_context")
+            raise IcgRecError(
+                "policy 'own_cohort' needs each user's cohort: pass user_cohort to policy_context"
+            )
         own = (context.kinds == COHORT) & (context.cohort_ids == context.user_cohort[:, None])  # (n, K)
         missing = ~own.any(axis=1)
         chosen = np.where(missing[:, None], context.kinds == GENERIC, own)
@@ -318,7 +326,9 @@ class EpsilonPolicy:
 
 def _scores(context: PolicyContext, spec: str) -> np.ndarray:
     if context.scores is None:
-        raise IcgRecError(f"policy {spec!r} needs reward scores of every candidate: pass scores to policy_context")
+        raise IcgRecError(
+            f"policy {spec!r} needs reward scores of every candidate: pass scores to policy_context"
+        )
     return context.scores
 
 

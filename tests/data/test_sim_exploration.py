@@ -68,7 +68,12 @@ def test_bad_inputs_are_refused(exposure_setup):
     with pytest.raises(SchemaError, match="at least one"):
         CoverExposure.build(world, covers, ids)
     with pytest.raises(SchemaError, match="missing"):
-        CoverExposure.build(world, covers, np.tile(np.arange(K), (TINY.n_items, 1)), world.dataset.interactions.drop("timestamp"))
+        CoverExposure.build(
+            world,
+            covers,
+            np.tile(np.arange(K), (TINY.n_items, 1)),
+            world.dataset.interactions.drop("timestamp"),
+        )
     probs = _uniform(exposure)
     with pytest.raises(SchemaError, match="shape|\\(n, K\\)"):
         exposure.true_ctr(probs[:, :2])

@@ -12,7 +12,9 @@ def candidates_table(n_items: int, n_cohorts: int) -> pl.DataFrame:
         rows += [(item, 0, "original", None), (item, 1, "generic", None)]
         rows += [(item, 2 + c, "cohort", c) for c in range(n_cohorts)]
     return pl.DataFrame(
-        rows, schema={"item_id": pl.Int64, "cover_id": pl.Int64, "kind": pl.String, "cohort_id": pl.Int64}, orient="row"
+        rows,
+        schema={"item_id": pl.Int64, "cover_id": pl.Int64, "kind": pl.String, "cohort_id": pl.Int64},
+        orient="row",
     )
 
 

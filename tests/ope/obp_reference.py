@@ -53,10 +53,16 @@ def obp_estimates(arrays: dict[str, np.ndarray]) -> dict[str, float]:
     return {
         "ips": InverseProbabilityWeighting().estimate_policy_value(**common),
         "snips": SelfNormalizedInverseProbabilityWeighting().estimate_policy_value(**common),
-        "dm": DirectMethod().estimate_policy_value(action_dist=common["action_dist"], estimated_rewards_by_reg_model=q),
+        "dm": DirectMethod().estimate_policy_value(
+            action_dist=common["action_dist"], estimated_rewards_by_reg_model=q
+        ),
         "dr": DoublyRobust().estimate_policy_value(**common, estimated_rewards_by_reg_model=q),
-        "dr_clipped": DoublyRobust(lambda_=CLIP).estimate_policy_value(**common, estimated_rewards_by_reg_model=q),
-        "switch_dr": SwitchDoublyRobust(lambda_=CLIP).estimate_policy_value(**common, estimated_rewards_by_reg_model=q),
+        "dr_clipped": DoublyRobust(lambda_=CLIP).estimate_policy_value(
+            **common, estimated_rewards_by_reg_model=q
+        ),
+        "switch_dr": SwitchDoublyRobust(lambda_=CLIP).estimate_policy_value(
+            **common, estimated_rewards_by_reg_model=q
+        ),
     }
 
 

@@ -82,7 +82,9 @@ def test_cluster_bootstrap_resamples_users_and_keeps_snips_a_ratio():
 def test_clustered_variance_counts_user_correlation():
     x = np.array([1.0, 1.0, 0.0, 0.0])
     assert clustered_variance(x, np.arange(4)) == pytest.approx(x.var())  # one row per user: plain variance
-    assert clustered_variance(x, np.array([0, 0, 1, 1])) == pytest.approx(2 * x.var())  # perfectly correlated pairs
+    assert clustered_variance(x, np.array([0, 0, 1, 1])) == pytest.approx(
+        2 * x.var()
+    )  # perfectly correlated pairs
 
 
 def test_diagnostics():

@@ -67,13 +67,20 @@ def test_evaluate_policies_reports_every_estimator_with_intervals(setup):
     assert generic.dr_lift_ci95[0] <= generic.dr_lift <= generic.dr_lift_ci95[1]
     assert report.policies["original"].dr_lift == 0.0  # the original cover's lift over itself
     assert report.policies["epsilon:0.5:original"].dr_lift != 0
-    ips_only = evaluate_policies(log, candidates, [parse_policy("original")], OPEConfig(estimators=["ips"], n_boot=50))
-    assert set(ips_only.policies["original"].estimates) == {"ips"} and ips_only.policies["original"].dr_lift is None
+    ips_only = evaluate_policies(
+        log, candidates, [parse_policy("original")], OPEConfig(estimators=["ips"], n_boot=50)
+    )
+    assert (
+        set(ips_only.policies["original"].estimates) == {"ips"}
+        and ips_only.policies["original"].dr_lift is None
+    )
 
 
 def test_logs_without_propensities_are_refused_with_the_reason(setup):
     _, _, _, candidates, log = setup
-    with pytest.raises(SchemaError, match=r"lacks \['propensity'\].*without the logging policy's probabilities"):
+    with pytest.raises(
+        SchemaError, match=r"lacks \['propensity'\].*without the logging policy's probabilities"
+    ):
         evaluate_policies(log.drop("propensity"), candidates, [parse_policy("original")])
     with pytest.raises(SchemaError, match=r"lacks \['cover_id', 'propensity'\]"):
         evaluate_policies(log.drop("propensity", "cover_id"), candidates, [parse_policy("original")])
@@ -103,3 +110,28 @@ def test_cli_reads_files_and_writes_the_report(setup, tmp_path, capsys):
     argv[2] = str(tmp_path / "shown.parquet")
     with pytest.raises(SchemaError, match="propensity"):
         main(argv)
+
+
+def test_ope_stage_runs_under_run_stage(setup, tmp_path):
+    from icg_rec.ope.stage import OPEOutput, OPEStageConfig, ope_stage, skip_reason
+    from icg_rec.pipeline.stage import RAN, UP_TO_DATE, run_stage
+
+    _, _, _, candidates, log = setup
+
+    class LogInput:
+        digest = "log-v1"
+
+    def body(config, _log_input, folder):
+        return ope_stage(config, log, candidates, folder)
+
+    config = OPEStageConfig(policies=["original", "generic"], n_boot=50, outcome_epochs=1)
+    first = run_stage("ope", body, config, {"log": LogInput()}, tmp_path / "ope", OPEOutput)
+    assert first.status == RAN
+    report = first.output.report()
+    assert set(report["policies"]) == {"original", "generic"} and report["n_rows"] == log.height
+    assert (
+        run_stage("ope", body, config, {"log": LogInput()}, tmp_path / "ope", OPEOutput).status == UP_TO_DATE
+    )
+    assert skip_reason(log) is None
+    assert "propensity column" in skip_reason(log.drop("propensity"))
+    assert "cover_id / propensity" in skip_reason(log.drop("propensity", "cover_id"))

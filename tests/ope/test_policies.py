@@ -25,7 +25,14 @@ def test_candidates_lay_out_slots_in_cover_id_order(small_candidates):
 
 
 def test_candidates_pad_items_with_fewer_covers():
-    table = pl.DataFrame({"item_id": [5, 5, 9], "cover_id": [4, 0, 0], "kind": ["cohort", "original", "original"], "cohort_id": [1, None, None]})
+    table = pl.DataFrame(
+        {
+            "item_id": [5, 5, 9],
+            "cover_id": [4, 0, 0],
+            "kind": ["cohort", "original", "original"],
+            "cohort_id": [1, None, None],
+        }
+    )
     c = CoverCandidates.from_table(table)
     assert c.cover_ids.tolist() == [[0, 4], [0, -1]] and c.kinds.tolist() == [[1, 3], [1, 0]]
 
@@ -41,15 +48,24 @@ def test_candidates_pad_items_with_fewer_covers():
     ],
 )
 def test_candidates_refuse_bad_tables(change, message):
-    table = {"item_id": [1, 1], "cover_id": [0, 1], "kind": ["original", "generic"], "cohort_id": [None, None]}
+    table = {
+        "item_id": [1, 1],
+        "cover_id": [0, 1],
+        "kind": ["original", "generic"],
+        "cohort_id": [None, None],
+    }
     with pytest.raises(SchemaError, match=message):
-        CoverCandidates.from_table(pl.DataFrame({**table, **change}, schema_overrides={"cohort_id": pl.Int64}))
+        CoverCandidates.from_table(
+            pl.DataFrame({**table, **change}, schema_overrides={"cohort_id": pl.Int64})
+        )
 
 
 def test_candidates_refuse_missing_columns_empty_tables_and_bad_images():
     with pytest.raises(SchemaError, match="missing column"):
         CoverCandidates.from_table(pl.DataFrame({"item_id": [1]}))
-    empty = pl.DataFrame(schema={"item_id": pl.Int64, "cover_id": pl.Int64, "kind": pl.String, "cohort_id": pl.Int64})
+    empty = pl.DataFrame(
+        schema={"item_id": pl.Int64, "cover_id": pl.Int64, "kind": pl.String, "cohort_id": pl.Int64}
+    )
     with pytest.raises(SchemaError, match="empty"):
         CoverCandidates.from_table(empty)
     table = pl.DataFrame({"item_id": [1], "cover_id": [0], "kind": ["original"], "cohort_id": [None]})
@@ -65,7 +81,9 @@ def test_unknown_items_and_covers_are_named(small_candidates):
 
 
 def test_fixed_policies(small_candidates):
-    ctx = policy_context(small_candidates, np.array([10, 11, 12]), np.array([0, 1, 2]), user_cohort=np.array([1, 0, 5]))
+    ctx = policy_context(
+        small_candidates, np.array([10, 11, 12]), np.array([0, 1, 2]), user_cohort=np.array([1, 0, 5])
+    )
     assert parse_policy("original").probabilities(ctx)[:, 0].tolist() == [1, 1, 1]
     assert parse_policy("generic").probabilities(ctx)[:, 1].tolist() == [1, 1, 1]
     own = parse_policy("own_cohort").probabilities(ctx)
@@ -86,7 +104,15 @@ def test_reward_policies(small_candidates):
 
 
 def test_policies_put_no_mass_on_empty_slots():
-    table = pl.DataFrame({"item_id": [0, 0, 1], "cover_id": [0, 1, 0], "kind": ["original", "generic", "original"], "cohort_id": [None, None, None]}, schema_overrides={"cohort_id": pl.Int64})
+    table = pl.DataFrame(
+        {
+            "item_id": [0, 0, 1],
+            "cover_id": [0, 1, 0],
+            "kind": ["original", "generic", "original"],
+            "cohort_id": [None, None, None],
+        },
+        schema_overrides={"cohort_id": pl.Int64},
+    )
     c = CoverCandidates.from_table(table)
     ctx = policy_context(c, np.array([0, 0]), np.array([0, 1]), scores=np.array([[0.1, 0.2], [0.5, 0.0]]))
     for spec in ("uniform", "reward_greedy", "softmax:1", "epsilon:0.5:original"):
@@ -108,13 +134,28 @@ def test_policies_say_what_they_need(small_candidates):
         policy_context(small_candidates, np.array([1]), np.array([0]), user_cohort=np.zeros(2))
 
 
-@pytest.mark.parametrize("spec", ["original", "generic", "own_cohort", "reward_greedy", "uniform", "softmax:0.25", "epsilon:0.1:own_cohort", "epsilon:0.5:softmax:2"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "original",
+        "generic",
+        "own_cohort",
+        "reward_greedy",
+        "uniform",
+        "softmax:0.25",
+        "epsilon:0.1:own_cohort",
+        "epsilon:0.5:softmax:2",
+    ],
+)
 def test_specs_round_trip_through_files(spec, tmp_path):
     save_policy(parse_policy(spec), tmp_path / "p.json")
     assert load_policy(tmp_path / "p.json").spec == spec
 
 
-@pytest.mark.parametrize("spec", ["greedy", "softmax:", "softmax:x", "softmax:0", "epsilon:2:original", "epsilon:0.1", "epsilon:0.1:nope"])
+@pytest.mark.parametrize(
+    "spec",
+    ["greedy", "softmax:", "softmax:x", "softmax:0", "epsilon:2:original", "epsilon:0.1", "epsilon:0.1:nope"],
+)
 def test_bad_specs_are_refused(spec):
     with pytest.raises(IcgRecError):
         parse_policy(spec)

@@ -24,7 +24,10 @@ from icg_rec.rewards.personalized import PersonalizedConfig
 
 N_USERS, N_ITEMS, SIZE = 60, 40, 8
 TINY = LightGBMConfig(n_estimators=30, min_child_samples=5, min_data_per_group=5)
-CONFIG = CoverArmsConfig(pca_dim=2, n_folds=3, lift=LiftConfig(baseline="no_cover", seeds=[0], n_boot=100))
+# the tiny world's cohorts are its truth, not fitted on training clicks: they are taken as given
+CONFIG = CoverArmsConfig(
+    pca_dim=2, n_folds=3, cohorts="given", lift=LiftConfig(baseline="no_cover", seeds=[0], n_boot=100)
+)
 
 
 def _embed(images: torch.Tensor) -> np.ndarray:
@@ -116,6 +119,49 @@ def test_features_and_out_of_fold_scores_route_each_row_to_its_cover():
     assert train["cohort_id"].to_list() == (train["user_id"] % 2).to_list()
 
 
+class _TasteScorer:
+    """A FoldScorer whose user vectors place each user by taste (user % 2), fitted on some rows."""
+
+    def __init__(self, rows: pl.DataFrame, calls: list) -> None:
+        self.user_ids = np.unique(rows["user_id"].to_numpy())
+        self.calls = calls
+
+    def __call__(self, user_ids, item_ids, images):
+        return images.mean(dim=(1, 2, 3)).double().numpy()
+
+    def user_vectors(self, user_ids):
+        self.calls.append(np.asarray(user_ids))
+        u = np.asarray(user_ids, dtype=np.float64)
+        return np.column_stack([5.0 * (u % 2), 0.1 * np.sin(u)])  # (n, 2)
+
+
+def test_training_rows_get_out_of_fold_cohorts_named_after_the_given_ones():
+    train, test, original, refreshed, _ = _world()
+    # given cohort ids 7 (even users) and 3 (odd): the fold k-means labels must be renamed to them
+    given = pl.DataFrame({"user_id": np.arange(N_USERS), "cohort_id": np.where(np.arange(N_USERS) % 2, 3, 7)})
+    refreshed = CohortCovers(refreshed.item_ids, np.where(refreshed.cohort_ids == 1, 3, 7), refreshed.images)
+    calls: list = []
+    config = CoverArmsConfig(pca_dim=2, n_folds=3, lift=CONFIG.lift)
+    assert config.cohorts == "out_of_fold"
+    train2, test2, _ = build_cover_arms(
+        train, test, original, refreshed, given, _embed, config, lambda rows: _TasteScorer(rows, calls)
+    )
+    assert train2["cohort_id"].to_list() == np.where(train2["user_id"].to_numpy() % 2, 3, 7).tolist()
+    assert test2["cohort_id"].to_list() == np.where(test2["user_id"].to_numpy() % 2, 3, 7).tolist()
+    assert len(calls) == 6  # per fold: the fitted users (k-means), then the held-out rows' users
+
+
+def test_out_of_fold_cohorts_need_fold_scorers():
+    train, test, original, refreshed, cohorts = _world()
+    config = CoverArmsConfig(pca_dim=2, n_folds=3, lift=CONFIG.lift)
+    with pytest.raises(ValueError, match="out-of-fold cohorts .* cohorts='given'"):
+        build_cover_arms(train, test, original, refreshed, cohorts, _embed, config)
+    with pytest.raises(ValueError, match="out-of-fold cohorts"):
+        build_cover_arms(train, test, original, refreshed, cohorts, _embed, config, lambda rows: _embed)
+    with pytest.raises(ValueError, match="must be one of"):
+        build_cover_arms(train, test, original, refreshed, cohorts, _embed, CoverArmsConfig(cohorts="fold"))
+
+
 def test_a_missing_cohort_cover_is_named():
     train, test, original, refreshed, cohorts = _world()
     keep = ~((refreshed.item_ids == 3) & (refreshed.cohort_ids == 1))
@@ -170,6 +216,8 @@ def test_reward_model_scorer_scores_unseen_users_as_the_generic_user():
     p = score(np.array([0, 55, -1]), np.array([1, 1, 1]), refreshed.images[:3])
     assert p.shape == (3,) and p.dtype == np.float64 and ((p > 0) & (p < 1)).all()
     assert p[1] == p[2]  # user 55 was not in the rows: scored as the generic user
+    vectors = score.user_vectors(np.array([0, 55, -1]))
+    assert vectors.shape == (3, config.dim) and (vectors[1] == vectors[2]).all()
 
 
 def test_a_folder_without_a_refresh_is_named(tmp_path):

@@ -68,14 +68,19 @@ class CoverExposure:
                     for chunk in covers.reshape(-1, *covers.shape[2:]).split(4096)
                 ]
             )  # (n_items * K, A)
-            users = torch.tensor(frame["user_id"].to_numpy()).repeat_interleave(k)  # (n * K,) (a copy: polars is read-only)
+            users = torch.tensor(frame["user_id"].to_numpy()).repeat_interleave(
+                k
+            )  # (n * K,) (a copy: polars is read-only)
             items = torch.tensor(frame["item_id"].to_numpy()).repeat_interleave(k)  # (n * K,)
             slots = items * k + torch.arange(k).repeat(frame.height)  # (n * K,) row of z
             logits = torch.cat(
                 [
                     world.oracle.logits_from_attributes(u, z[s], i)
                     for u, s, i in zip(
-                        users.split(_ORACLE_CHUNK), slots.split(_ORACLE_CHUNK), items.split(_ORACLE_CHUNK), strict=True
+                        users.split(_ORACLE_CHUNK),
+                        slots.split(_ORACLE_CHUNK),
+                        items.split(_ORACLE_CHUNK),
+                        strict=True,
                     )
                 ]
             )
@@ -132,7 +137,9 @@ class CoverExposure:
 
     def _check(self, probabilities: np.ndarray) -> None:
         if probabilities.shape != self.click_probs.shape:
-            raise SchemaError(f"policy probabilities must be (n, K) = {self.click_probs.shape}, got {probabilities.shape}")
+            raise SchemaError(
+                f"policy probabilities must be (n, K) = {self.click_probs.shape}, got {probabilities.shape}"
+            )
         empty = self.cover_ids < 0
         if (probabilities < 0).any() or (probabilities[empty] > 0).any():
             raise SchemaError("policy probabilities must be >= 0 and 0 on empty candidate slots")
