@@ -20,6 +20,7 @@ against the a-priori formula that `icg-rec ab plan` uses).
 
 import argparse
 import itertools
+import resource
 import sys
 import time
 from pathlib import Path
@@ -119,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     summary = _summarize(frame, truth, pl.DataFrame(lift_records), setup, args, z)
     summary["seconds"] = round(seconds, 1)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    summary["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)
     summary["seconds_setup"] = round(t_setup, 1)
+    summary["seconds_setup_parts"] = setup["laps"]
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "ope.json", summary)
     atomic_write(args.out / "report.md", lambda tmp: tmp.write_text(_report(summary, args)))
@@ -137,10 +141,19 @@ def _setup(args: argparse.Namespace) -> dict:
     """World, candidates, reward scores, exposure and the target policies' distributions."""
     from icg_rec.quickstart import QuickstartConfig, run_quickstart
 
+    laps: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        laps[name] = round(time.perf_counter() - t, 1)
+        t = time.perf_counter()
+
     folder = args.covers
     if not (folder / "quickstart.json").is_file():
         print(f"no quickstart in {folder}: running it once (about 10 minutes on 2 cores)", flush=True)
         run_quickstart(folder)
+        lap("quickstart")
     run = read_cover_run(folder)
     quickstart = config_from_dict(
         QuickstartConfig, read_json(folder / "quickstart.json")["config"], "quickstart.json"
@@ -150,12 +163,15 @@ def _setup(args: argparse.Namespace) -> dict:
     candidates = candidates_from_refresh(np.arange(n_items), world.covers, folder / "refresh")
     if not np.array_equal(candidates.item_ids, np.arange(n_items)):
         raise SystemExit(f"{folder}/refresh does not cover every item of the world")
+    lap("world_and_covers")
 
     train, _ = per_user_temporal_split(world.dataset.interactions, test_fraction=0.2)
     reward = PersonalizedRewardModel(quickstart.reward_config()).fit(
         train, CoverFeatures(np.arange(n_items), world.covers.numpy()), seed=quickstart.seed
     )
+    lap("reward_model")
     exposure = CoverExposure.build(world, candidates.images, candidates.cover_ids)
+    lap("oracle")
     users = exposure.impressions["user_id"].to_numpy()
     items = exposure.impressions["item_id"].to_numpy()
     cohort_of = dict(run.user_cohorts.iter_rows())
@@ -167,7 +183,10 @@ def _setup(args: argparse.Namespace) -> dict:
         scores=reward_scores(reward, candidates, users, items),
     )
     dists = {name: parse_policy(name).probabilities(context) for name in TARGETS}
+    lap("reward_scores")
+    print(f"setup seconds: {laps}", flush=True)
     return {
+        "laps": laps,
         "world": world,
         "candidates": candidates,
         "exposure": exposure,
@@ -273,7 +292,8 @@ def _report(s: dict, args: argparse.Namespace) -> str:
         f"{c['candidates_per_item']} candidate covers per item (original, generic, one per cohort). "
         f"{s['replicates']} replicate exploration logs (uniform over the candidates, propensity 1/{c['candidates_per_item']}; "
         f"fresh cover choices and oracle clicks), {c['n_boot']} user-level bootstrap draws per interval, "
-        f"dr_clipped clips weights at {c['clip']:g}. Total {s['seconds']:.0f} s (setup {s['seconds_setup']:.0f} s).",
+        f"dr_clipped clips weights at {c['clip']:g}. Total {s['seconds']:.0f} s wall, {s['cpu_seconds']:.0f} CPU s "
+        f"(setup {s['seconds_setup']:.0f} s: {s['seconds_setup_parts']}).",
         "",
         "| policy | true CTR | estimator | mean | bias | relative RMSE | 95% CI coverage | mean CI half-width |",
         "|---|---|---|---|---|---|---|---|",

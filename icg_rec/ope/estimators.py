@@ -138,8 +138,8 @@ def cluster_multiplicities(groups: np.ndarray, n_boot: int, seed: int) -> tuple[
     n_groups = int(index.max()) + 1
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_groups, size=(n_boot, n_groups))  # (B, G)
-    counts = np.zeros((n_boot, n_groups))
-    np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1.0)
+    flat = (np.arange(n_boot)[:, None] * n_groups + draws).ravel()
+    counts = np.bincount(flat, minlength=n_boot * n_groups).reshape(n_boot, n_groups).astype(np.float64)
     return index, counts
 
 
@@ -163,12 +163,17 @@ def bootstrap_ci(
         (m, 2) lower and upper bounds.
     """
     n_groups = multiplicities.shape[1]
-    num = np.zeros((n_groups, numerators.shape[1]))
-    den = np.zeros((n_groups, numerators.shape[1]))
-    np.add.at(num, group_index, numerators)  # (G, m) per-user sums
-    np.add.at(den, group_index, denominators)
+    num = _group_sums(numerators, group_index, n_groups)  # (G, m) per-user sums
+    den = _group_sums(denominators, group_index, n_groups)
     replicates = (multiplicities @ num) / (multiplicities @ den)  # (B, m)
     return np.quantile(replicates, [alpha / 2, 1 - alpha / 2], axis=0).T
+
+
+def _group_sums(values: np.ndarray, group_index: np.ndarray, n_groups: int) -> np.ndarray:
+    """(G, m) sums of the rows (n, m) of each group."""
+    return np.stack(
+        [np.bincount(group_index, values[:, j], n_groups) for j in range(values.shape[1])], axis=1
+    )
 
 
 def clustered_variance(numerator: np.ndarray, group_index: np.ndarray) -> float:

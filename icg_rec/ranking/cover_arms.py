@@ -1,7 +1,9 @@
 """The cover arms of a lift experiment: no cover features, the original cover, the user's cohort cover.
 
 Every arm trains the same ranker on the same rows. `no_cover` reads the baseline features (ids and
-out-of-fold id click rates). `original_cover` adds the embedding of the item's original cover;
+out-of-fold id click rates). `original_cover` adds the embedding of the cover the row showed: the item's
+original cover, or, when the log has a `cover_id` column, the logged cover (0 original, 1 generic =
+refreshed cohort -1, 2 + c = the cover refreshed for cohort c, as icg_rec.ope.covers numbers them);
 `personalized_cover` adds the embedding of the cover refreshed for the row user's cohort. Both cover
 columns go through one PCA, fitted on the training items' covers of both kinds, so that the two arms'
 columns live in the same coordinates and differ only in which cover they describe.
@@ -277,11 +279,10 @@ def build_cover_arms(
         train = train.with_columns(
             cohort_id=pl.Series(_oof_cohorts(train, folds, scorers, user_cohorts, config))
         )
-    covers = {ORIGINAL: original.images, PERSONALIZED: refreshed.images}
     item_keys = _keys(original.item_ids)
     pair_keys = _keys(refreshed.item_ids, refreshed.cohort_ids)
     rows = {  # per arm, (train, test) index of each row's cover
-        ORIGINAL: [_cover_rows(f, item_keys, "original covers") for f in (train, test)],
+        ORIGINAL: [_shown_rows(f, item_keys, pair_keys) for f in (train, test)],
         PERSONALIZED: [_cover_rows(f, pair_keys, "refreshed covers") for f in (train, test)],
     }
     vectors = _shared_pca(
@@ -290,6 +291,9 @@ def build_cover_arms(
         np.unique(train["item_id"].to_numpy()),
         config,
     )
+    # the shown-cover arm indexes the originals, then (with a cover_id column) the refreshed covers after them
+    covers = {ORIGINAL: torch.cat([original.images, refreshed.images]), PERSONALIZED: refreshed.images}
+    vectors = [np.concatenate(vectors), vectors[1]]
     for name, reduced in zip((ORIGINAL, PERSONALIZED), vectors, strict=True):
         width = pl.Array(pl.Float32, reduced.shape[1])
         train = train.with_columns(pl.Series(name, reduced[rows[name][0]], dtype=width))  # (n_train, pca_dim)
@@ -379,6 +383,26 @@ def _cover_rows(frame: pl.DataFrame, keys: pl.DataFrame, what: str) -> np.ndarra
             f"{what} lack {missing.height} {tuple(on)} key(s) that rows need, e.g. {missing.select(on).head(5).rows()}"
         )
     return found["cover_row"].to_numpy().astype(np.int64)
+
+
+def _shown_rows(frame: pl.DataFrame, item_keys: pl.DataFrame, pair_keys: pl.DataFrame) -> np.ndarray:
+    """Index of the cover each row showed: its original, or with a cover_id column the logged cover.
+
+    Cover ids follow icg_rec.ope.covers: 0 the original, 1 the generic cover (refreshed cohort -1), 2 + c the
+    cover refreshed for cohort c; refreshed covers are indexed after the originals.
+    """
+    original = _cover_rows(frame, item_keys, "original covers")
+    if "cover_id" not in frame.columns:
+        return original
+    shown = frame.select("item_id", cohort_id=pl.col("cover_id") - 2)  # 1 -> -1 (generic), 2 + c -> c
+    generated = shown["cohort_id"].to_numpy() >= -1
+    out = original.copy()
+    if generated.any():
+        rows = _cover_rows(
+            shown.filter(pl.Series(generated)), pair_keys, "refreshed covers (logged cover_id)"
+        )
+        out[generated] = item_keys.height + rows
+    return out
 
 
 def _shared_pca(

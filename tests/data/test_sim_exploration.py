@@ -25,7 +25,7 @@ def exposure_setup():
 def test_click_probs_are_the_oracles(exposure_setup):
     world, covers, exposure = exposure_setup
     imp = exposure.impressions
-    users, items = torch.from_numpy(imp["user_id"].to_numpy()), torch.from_numpy(imp["item_id"].to_numpy())
+    users, items = torch.tensor(imp["user_id"].to_numpy()), torch.tensor(imp["item_id"].to_numpy())
     with torch.no_grad():
         p1 = world.oracle.click_prob(users, covers[items, 1], items).double().numpy()
     np.testing.assert_allclose(exposure.click_probs[:, 1], p1, rtol=1e-5)

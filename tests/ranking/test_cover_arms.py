@@ -162,6 +162,44 @@ def test_out_of_fold_cohorts_need_fold_scorers():
         build_cover_arms(train, test, original, refreshed, cohorts, _embed, CoverArmsConfig(cohorts="fold"))
 
 
+def test_a_log_with_cover_ids_gets_the_shown_covers_embedding_and_score():
+    train, test, original, refreshed, cohorts = _world()
+    generic = torch.full((N_ITEMS, 3, SIZE, SIZE), 0.5)  # cohort -1: the generic cover of every item
+    refreshed = CohortCovers(
+        np.concatenate([refreshed.item_ids, np.arange(N_ITEMS)]),
+        np.concatenate([refreshed.cohort_ids, np.full(N_ITEMS, -1)]),
+        torch.cat([refreshed.images, generic]),
+    )
+    train = train.with_columns(cover_id=(pl.col("user_id") + pl.col("item_id")) % 4)  # 0, 1, 2, 3
+    test = test.with_columns(cover_id=pl.lit(0, pl.Int64))
+
+    def fit_scorer(rows: pl.DataFrame):
+        return lambda user_ids, item_ids, images: images.mean(dim=(1, 2, 3)).double().numpy()
+
+    train, test, _ = build_cover_arms(train, test, original, refreshed, cohorts, _embed, CONFIG, fit_scorer)
+    items, cover = train["item_id"].to_numpy(), train["cover_id"].to_numpy()
+    level = refreshed.images[:, 0, 0, 0].numpy().reshape(-1)
+    pair = {
+        (i, c): v
+        for i, c, v in zip(refreshed.item_ids.tolist(), refreshed.cohort_ids.tolist(), level, strict=True)
+    }
+    means = original.images.mean(dim=(1, 2, 3)).double().numpy()
+    want = [
+        means[i] if k == 0 else pair[(i, k - 2)] for i, k in zip(items.tolist(), cover.tolist(), strict=True)
+    ]
+    np.testing.assert_allclose(train["original_cover_score"].to_numpy(), want, rtol=1e-6)
+    np.testing.assert_allclose(
+        test["original_cover_score"].to_numpy(), means[test["item_id"].to_numpy()], rtol=1e-6
+    )
+    with pytest.raises(UnknownIdError, match="logged cover_id"):
+        build_cover_arms(
+            train.drop(["original_cover", "personalized_cover", "cohort_id", *RATES, "original_cover_score",
+                        "personalized_cover_score"]).with_columns(cover_id=pl.lit(9, pl.Int64)),
+            test.select("user_id", "item_id", "label", "timestamp"),
+            original, refreshed, cohorts, _embed, CONFIG,
+        )  # fmt: skip
+
+
 def test_a_missing_cohort_cover_is_named():
     train, test, original, refreshed, cohorts = _world()
     keep = ~((refreshed.item_ids == 3) & (refreshed.cohort_ids == 1))
