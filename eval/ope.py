@@ -23,6 +23,7 @@ import itertools
 import resource
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -90,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         slots, labels = exposure.draw(logging, rng)
         log = BanditLog(labels, slots, logging[np.arange(n), slots], users)
         frame = exposure.impressions.with_columns(label=pl.Series(labels))
-        q_hat = fit_outcome_oof(
-            frame, slots, setup["candidates"], OutcomeConfig(**{**outcome.__dict__, "seed": rep}), features
-        )
+        q_hat = fit_outcome_oof(frame, slots, setup["candidates"], replace(outcome, seed=rep), features)
         config.seed = rep
         result = estimate_all(log, dists, q_hat, config, baseline="original")
         for policy, ests in result.items():

@@ -25,7 +25,7 @@ from icg_rec.ope.estimators import (
     round_terms,
 )
 from icg_rec.ope.outcome import OutcomeConfig, fit_outcome_oof
-from icg_rec.ope.policies import CoverCandidates, CoverPolicy, KindPolicy, policy_context
+from icg_rec.ope.policies import CoverCandidates, CoverPolicy, KindPolicy, OwnCohortPolicy, policy_context
 from icg_rec.rewards.personalized import CoverFeatures, PersonalizedRewardModel
 
 
@@ -48,6 +48,7 @@ class PolicyEstimate:
     diagnostics: Diagnostics
     dr_lift: float | None  # DR estimate of CTR(policy) - CTR(original cover); None without original covers
     dr_lift_ci95: tuple[float, float] | None  # its bootstrap interval (paired: the same resampled users)
+    fallback_rows: int = 0  # own_cohort: rows whose item has no cover for the user's cohort (generic shown)
 
 
 @dataclass
@@ -186,6 +187,11 @@ def evaluate_policies(
     scores = reward_scores(reward, candidates, users, items) if reward is not None else None
     context = policy_context(candidates, users, items, cohort, scores)
     dists = {policy.spec: policy.probabilities(context) for policy in policies}
+    fallbacks = {
+        policy.spec: OwnCohortPolicy.fallbacks(context)
+        for policy in policies
+        if isinstance(policy, OwnCohortPolicy) or isinstance(getattr(policy, "base", None), OwnCohortPolicy)
+    }
     q_hat = None
     if any(e in NEEDS_OUTCOME for e in config.estimators):
         q_hat = fit_outcome_oof(log, slots, candidates, config.outcome)
@@ -207,6 +213,7 @@ def evaluate_policies(
             diagnostics=diagnostics(bandit, dist),
             dr_lift=None if lift is None else lift[0],
             dr_lift_ci95=None if lift is None else (lift[1], lift[2]),
+            fallback_rows=fallbacks.get(spec, 0),
         )
     return OPEReport(log.height, int(np.unique(users).size), float(bandit.reward.mean()), out)
 
@@ -240,6 +247,11 @@ def write_ope_report(report: OPEReport, out_dir: str | Path, meta: dict | None =
             + " | ".join(cells)
             + f" | {lift} | {d.ess_share:.3f} | {d.max_weight:.1f} | {d.mean_weight:.3f} |"
         )
+    for spec, p in report.policies.items():
+        if p.fallback_rows:
+            lines.append(
+                f"\n`{spec}`: {p.fallback_rows:,} row(s) had no cover for the user's cohort and showed the generic cover."
+            )
     lines += [
         "",
         "A mean weight far from 1 means the propensities do not match the log; a small ESS share means few",

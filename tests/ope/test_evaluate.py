@@ -76,6 +76,20 @@ def test_evaluate_policies_reports_every_estimator_with_intervals(setup):
     )
 
 
+def test_own_cohort_counts_the_rows_that_fall_back_to_the_generic_cover(setup, tmp_path):
+    _, _, _, candidates, log = setup
+    cohorts = pl.DataFrame({"user_id": np.arange(TINY.n_users), "cohort_id": np.arange(TINY.n_users) % 2})
+    config = OPEConfig(estimators=["ips"], n_boot=50)
+    report = evaluate_policies(log, candidates, [parse_policy("own_cohort")], config, user_cohorts=cohorts)
+    odd_rows = int((log["user_id"] % 2 == 1).sum())  # items only have covers for cohort 0
+    assert report.policies["own_cohort"].fallback_rows == odd_rows > 0
+    from icg_rec.ope.evaluate import write_ope_report
+
+    assert f"{odd_rows:,} row(s) had no cover" in write_ope_report(report, tmp_path).read_text()
+    with pytest.raises(SchemaError, match="without a cohort"):
+        evaluate_policies(log, candidates, [parse_policy("own_cohort")], config, cohorts.head(10))
+
+
 def test_logs_without_propensities_are_refused_with_the_reason(setup):
     _, _, _, candidates, log = setup
     with pytest.raises(
