@@ -1,4 +1,3 @@
-import numpy as np
 import polars as pl
 import pytest
 import torch
@@ -24,8 +23,3 @@ def small_candidates() -> CoverCandidates:
     table = candidates_table(3, 2)
     images = torch.linspace(0, 1, table.height)[:, None, None, None].expand(-1, 3, 8, 8).clone()
     return CoverCandidates.from_table(table, images)
-
-
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(0)
