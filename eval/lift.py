@@ -10,7 +10,10 @@ cosine). Writes lift.json, report.md and plots to --out.
 with the arms of icg_rec.ranking.cover_arms: `no_cover` (ids + click rates), `original_cover` and
 `personalized_cover` (the cover refreshed for the user's cohort), each cover as its colour-grid
 embedding and its out-of-fold personalized reward score (a cnn-tower reward model fitted here on the
-training clicks, as in the quickstart). RUN is either a quickstart folder (quickstart.json, refresh/,
+training clicks, as in the quickstart). Training rows' cohorts are refitted out-of-fold
+(`--cohorts-source given` takes RUN's cohorts as they are: fitted on all training clicks, in-sample);
+`--cohort-arm` adds the arm `cohort_id` (ids + click rates + the user's cohort id) to measure the cohort
+id alone. RUN is either a quickstart folder (quickstart.json, refresh/,
 cohorts/; the world is rebuilt from quickstart.json) or a refresh folder (manifest.parquet, covers/)
 with `--cohorts` and the --sim-* flags of the world its covers were made for.
 """
@@ -43,9 +46,9 @@ from icg_rec.ranking.cover_arms import (
     CoverArmsConfig,
     CoverRun,
     ItemCovers,
+    build_cover_arms,
     read_cover_run,
     reward_model_scorer,
-    run_cover_arms,
 )
 from icg_rec.ranking.lift import (
     ItemVectors,
@@ -116,6 +119,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cohorts", type=Path, default=None, help="cohorts folder of --covers (default: RUN/cohorts)"
     )
     parser.add_argument(
+        "--cohorts-source",
+        choices=["out_of_fold", "given"],
+        default="out_of_fold",
+        help="--covers: training rows' cohorts refitted out-of-fold, or RUN's cohorts as given (in-sample)",
+    )
+    parser.add_argument(
+        "--cohort-arm", action="store_true", help="--covers: add the arm ids + rates + cohort id"
+    )
+    parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (more stalled tiny models on a busy box)"
     )
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "icg_rec")
@@ -170,24 +182,33 @@ def _main_covers(args: argparse.Namespace) -> int:
 
     original = ItemCovers(np.arange(world.config.n_items), world.covers)
     lift = LiftConfig(baseline=NO_COVER, seeds=args.seeds, n_boot=args.n_boot)
-    result = run_cover_arms(
+    base = arms_for("simworld", args.protocol)["ids"]
+    train, test, arms = build_cover_arms(
         train,
         test,
         original,
         run.refreshed,
         run.user_cohorts,
         embed,
-        _ranker_factory(args.ranker),
-        CoverArmsConfig(pca_dim=args.image_pca, lift=lift),
+        CoverArmsConfig(pca_dim=args.image_pca, cohorts=args.cohorts_source, lift=lift),
         fit_scorer=reward_model_scorer(_reward_config(size), original),
-        base=arms_for("simworld", args.protocol)["ids"],
+        base=base,
     )
+    if args.cohort_arm:
+        cohort = FeatureSpec(sparse=[*base.sparse, "cohort_id"], dense=base.dense, embeddings=base.embeddings)
+        arms = {
+            NO_COVER: arms[NO_COVER],
+            "cohort_id": cohort,
+            **{k: v for k, v in arms.items() if k != NO_COVER},
+        }
+    result = run_lift(train, test, arms, _ranker_factory(args.ranker), lift)
     meta = {
         "dataset": world.dataset.name,
         "ranker": args.ranker,
         "protocol": args.protocol,
         "seeds": args.seeds,
         "covers": str(args.covers),
+        "cohorts_source": args.cohorts_source,
     }
     _print(result, NO_COVER, write_lift_report(result, args.out, meta))
     return 0

@@ -13,6 +13,7 @@ COMMANDS = (
     "icg_rec.generation.cli",  # generator train / export-ip-adapter / align
     "icg_rec.cohorts.cli",  # cohorts fit, refresh
     "icg_rec.experiment.cli",  # ab plan
+    "icg_rec.ope.cli",  # ope
     "icg_rec.pipeline.cli",  # quickstart
 )
 

@@ -17,6 +17,16 @@ def register(groups: argparse._SubParsersAction) -> None:
         "--config", type=Path, default=None, help="TOML with an [ab] table of ABPlanConfig fields"
     )
     plan.add_argument("--expected-lift", type=float, default=None, help="relative CTR lift to size for")
+    plan.add_argument(
+        "--exploration-share", type=float, default=None, help="share of traffic for an exploration bucket"
+    )
+    plan.add_argument("--exploration-policy", default=None, help="its cover policy spec (default: uniform)")
+    plan.add_argument(
+        "--exploration-target",
+        default=None,
+        help="policy whose DR lift it is sized for (default: own_cohort)",
+    )
+    plan.add_argument("--cohorts", type=Path, default=None, help="cohorts folder (own_cohort sizing)")
     plan.add_argument("--out", type=Path, required=True)
     plan.set_defaults(run=_run_plan)
 

@@ -1,7 +1,9 @@
 """The cover arms of a lift experiment: no cover features, the original cover, the user's cohort cover.
 
 Every arm trains the same ranker on the same rows. `no_cover` reads the baseline features (ids and
-out-of-fold id click rates). `original_cover` adds the embedding of the item's original cover;
+out-of-fold id click rates). `original_cover` adds the embedding of the cover the row showed: the item's
+original cover, or, when the log has a `cover_id` column, the logged cover (0 original, 1 generic =
+refreshed cohort -1, 2 + c = the cover refreshed for cohort c, as icg_rec.ope.covers numbers them);
 `personalized_cover` adds the embedding of the cover refreshed for the row user's cohort. Both cover
 columns go through one PCA, fitted on the training items' covers of both kinds, so that the two arms'
 columns live in the same coordinates and differ only in which cover they describe.
@@ -14,6 +16,14 @@ Test rows get the mean of the same K fold scorers, not a scorer refitted on all 
 refit would be the very model the generator was aligned against, whose scores of the generated covers
 are inflated by the alignment, so train and test rows would see differently distributed scores
 (measured: the cohort-cover arm lost 0.011 AUC to no cover that way, eval/RESULTS.md).
+
+The user's cohort is a training-label summary too: cohorts are k-means of a reward model's user vectors,
+fitted on the training clicks, and a ranker given the cohort (or the cohort's cover) of a training row
+would over-trust it. So by default (`cohorts="out_of_fold"`) a training row's cohort comes from the fold
+scorer that never saw the row: k-means (as many cohorts as given) over that scorer's user vectors, each
+fold cohort named after the given cohort it shares most users with (Hungarian matching, as cohort refits
+keep their ids). Test rows keep the given cohorts, fitted on all training rows, i.e. on their past.
+`cohorts="given"` takes `user_cohorts` as they are, for cohorts fitted on an earlier period than train.
 """
 
 from collections.abc import Callable
@@ -24,9 +34,10 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from icg_rec.cohorts.cache import CoverCache
-from icg_rec.cohorts.clustering import UserCohorts
+from icg_rec.cohorts.clustering import CohortConfig, UserCohorts
 from icg_rec.cohorts.refresh import GENERIC_COHORT
 from icg_rec.errors import SchemaError, UnknownIdError
 from icg_rec.features.frames import fold_ids, pca_item_vectors
@@ -64,10 +75,26 @@ class CoverScorer(Protocol):
         ...
 
 
+class FoldScorer(CoverScorer, Protocol):
+    """A CoverScorer that also holds user vectors (what out-of-fold cohorts are refitted from)."""
+
+    user_ids: np.ndarray  # (n_users,) users the scorer was fitted on
+
+    def user_vectors(self, user_ids: np.ndarray) -> np.ndarray:
+        """(n, dim) user vectors; ids unknown to the scorer get the generic user's."""
+        ...
+
+
+COHORT_SOURCES = ("out_of_fold", "given")
+
+
 @dataclass
 class CoverArmsConfig:
     pca_dim: int = 8  # width of the cover-embedding column of both cover arms
     n_folds: int = 5  # K of the out-of-fold click rates and reward scores of training rows
+    cohorts: str = (
+        "out_of_fold"  # training rows' cohorts: "out_of_fold" (refit per fold) or "given" as passed
+    )
     seed: int = 0  # seeds folds and the PCA
     lift: LiftConfig = field(default_factory=lambda: LiftConfig(baseline=NO_COVER))  # ranker seeds, bootstrap
 
@@ -150,7 +177,7 @@ def load_refreshed_covers(folder: str | Path) -> CohortCovers:
 
 def reward_model_scorer(
     config: PersonalizedConfig, original: ItemCovers, seed: int = 0
-) -> Callable[[pl.DataFrame], CoverScorer]:
+) -> Callable[[pl.DataFrame], "RewardModelScorer"]:
     """A `fit_scorer` that fits a personalized reward model (cnn tower) on the original covers' clicks.
 
     The fitted model scores any cover's pixels; a user it never saw (every row of the user fell in the
@@ -170,19 +197,32 @@ def reward_model_scorer(
         )
     features = CoverFeatures(original.item_ids, original.images.numpy())
 
-    def fit(rows: pl.DataFrame) -> CoverScorer:
-        model = PersonalizedRewardModel(config).fit(rows, features, seed=seed)
-
-        def score(user_ids: np.ndarray, item_ids: np.ndarray, images: torch.Tensor) -> np.ndarray:
-            users = np.where(np.isin(user_ids, model.user_ids_), user_ids, -1)
-            # torch.tensor copies: ids from polars frames are read-only arrays
-            inputs = RewardInputs(images, torch.tensor(item_ids), torch.tensor(users))
-            with torch.no_grad():
-                return model(inputs).double().numpy()  # (n,)
-
-        return score
+    def fit(rows: pl.DataFrame) -> RewardModelScorer:
+        return RewardModelScorer(PersonalizedRewardModel(config).fit(rows, features, seed=seed))
 
     return fit
+
+
+class RewardModelScorer:
+    """A fitted personalized reward model as a FoldScorer; users it never saw are its generic user (-1)."""
+
+    def __init__(self, model: PersonalizedRewardModel) -> None:
+        self.model = model
+        self.user_ids = model.user_ids_
+
+    def __call__(self, user_ids: np.ndarray, item_ids: np.ndarray, images: torch.Tensor) -> np.ndarray:
+        users = np.where(np.isin(user_ids, self.user_ids), user_ids, -1)
+        # torch.tensor copies: ids from polars frames are read-only arrays
+        inputs = RewardInputs(images, torch.tensor(item_ids), torch.tensor(users))
+        with torch.no_grad():
+            return self.model(inputs).double().numpy()  # (n,)
+
+    def user_vectors(self, user_ids: np.ndarray) -> np.ndarray:
+        """Centred user vectors of unit mean norm, as the cohorts are fitted on (`personalized_user_vectors`)."""
+        from icg_rec.alignment.data import personalized_user_vectors
+
+        users = np.where(np.isin(user_ids, self.user_ids), user_ids, -1)
+        return personalized_user_vectors(self.model, users).numpy()  # (n, dim)
 
 
 def build_cover_arms(
@@ -198,7 +238,7 @@ def build_cover_arms(
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, FeatureSpec]]:
     """Adds the feature columns of the three arms and returns the arms' FeatureSpecs.
 
-    Columns added: `cohort_id` (the row user's cohort), the id statistics of `build_lift_frames`,
+    Columns added: `cohort_id` (the row user's cohort: out-of-fold on train by default), the id statistics of `build_lift_frames`,
     `original_cover` and `personalized_cover` (PCA of the cover embeddings), and with `fit_scorer`
     `original_cover_score` and `personalized_cover_score` (out-of-fold on train).
 
@@ -210,7 +250,8 @@ def build_cover_arms(
         user_cohorts: user_id, cohort_id of every user of train and test.
         embed: covers (n, 3, H, W) -> (n, d) image embeddings.
         config: PCA width, folds, seeds.
-        fit_scorer: rows -> a CoverScorer fitted on them; None: no reward-score columns.
+        fit_scorer: rows -> a CoverScorer fitted on them; None: no reward-score columns. Out-of-fold cohorts
+            (the default) need FoldScorers (`reward_model_scorer`).
         base: the `no_cover` arm (default: user and item ids + their click rates and counts); the cover
             arms extend it.
 
@@ -218,15 +259,30 @@ def build_cover_arms(
         (train, test, arms) with arms `no_cover`, `original_cover`, `personalized_cover` in this order.
     """
     config = config or CoverArmsConfig()
+    if config.cohorts not in COHORT_SOURCES:
+        raise ValueError(f"CoverArmsConfig.cohorts must be one of {COHORT_SOURCES}, got {config.cohorts!r}")
     base = base or FeatureSpec(sparse=["user_id", "item_id"], dense=RATES)
     train = _with_cohorts(train, user_cohorts, "train")
     test = _with_cohorts(test, user_cohorts, "test")
     train, test = build_lift_frames(train, test, [], n_folds=config.n_folds, seed=config.seed)
-    covers = {ORIGINAL: original.images, PERSONALIZED: refreshed.images}
+    folds = fold_ids(len(train), config.n_folds, config.seed)
+    scorers = (
+        [fit_scorer(train.filter(pl.Series(folds != k))) for k in range(config.n_folds)] if fit_scorer else []
+    )
+    if config.cohorts == "out_of_fold":
+        if not scorers or not all(hasattr(s, "user_vectors") for s in scorers):
+            raise ValueError(
+                "out-of-fold cohorts are refitted from the fold scorers' user vectors: pass a fit_scorer whose "
+                "scorers have user_vectors (reward_model_scorer), or set cohorts='given' for cohorts fitted on "
+                "an earlier period than the training rows"
+            )
+        train = train.with_columns(
+            cohort_id=pl.Series(_oof_cohorts(train, folds, scorers, user_cohorts, config))
+        )
     item_keys = _keys(original.item_ids)
     pair_keys = _keys(refreshed.item_ids, refreshed.cohort_ids)
     rows = {  # per arm, (train, test) index of each row's cover
-        ORIGINAL: [_cover_rows(f, item_keys, "original covers") for f in (train, test)],
+        ORIGINAL: [_shown_rows(f, item_keys, pair_keys) for f in (train, test)],
         PERSONALIZED: [_cover_rows(f, pair_keys, "refreshed covers") for f in (train, test)],
     }
     vectors = _shared_pca(
@@ -235,13 +291,16 @@ def build_cover_arms(
         np.unique(train["item_id"].to_numpy()),
         config,
     )
+    # the shown-cover arm indexes the originals, then (with a cover_id column) the refreshed covers after them
+    covers = {ORIGINAL: torch.cat([original.images, refreshed.images]), PERSONALIZED: refreshed.images}
+    vectors = [np.concatenate(vectors), vectors[1]]
     for name, reduced in zip((ORIGINAL, PERSONALIZED), vectors, strict=True):
         width = pl.Array(pl.Float32, reduced.shape[1])
         train = train.with_columns(pl.Series(name, reduced[rows[name][0]], dtype=width))  # (n_train, pca_dim)
         test = test.with_columns(pl.Series(name, reduced[rows[name][1]], dtype=width))  # (n_test, pca_dim)
     scored = []
-    if fit_scorer is not None:
-        train, test = _add_scores(train, test, covers, rows, fit_scorer, config)
+    if scorers:
+        train, test = _add_scores(train, test, covers, rows, scorers, folds, config)
         scored = [f"{ORIGINAL}_score", f"{PERSONALIZED}_score"]
     arms = {NO_COVER: base}
     for name, score in zip((ORIGINAL, PERSONALIZED), scored or [None, None], strict=True):
@@ -326,6 +385,26 @@ def _cover_rows(frame: pl.DataFrame, keys: pl.DataFrame, what: str) -> np.ndarra
     return found["cover_row"].to_numpy().astype(np.int64)
 
 
+def _shown_rows(frame: pl.DataFrame, item_keys: pl.DataFrame, pair_keys: pl.DataFrame) -> np.ndarray:
+    """Index of the cover each row showed: its original, or with a cover_id column the logged cover.
+
+    Cover ids follow icg_rec.ope.covers: 0 the original, 1 the generic cover (refreshed cohort -1), 2 + c the
+    cover refreshed for cohort c; refreshed covers are indexed after the originals.
+    """
+    original = _cover_rows(frame, item_keys, "original covers")
+    if "cover_id" not in frame.columns:
+        return original
+    shown = frame.select("item_id", cohort_id=pl.col("cover_id") - 2)  # 1 -> -1 (generic), 2 + c -> c
+    generated = shown["cohort_id"].to_numpy() >= -1
+    out = original.copy()
+    if generated.any():
+        rows = _cover_rows(
+            shown.filter(pl.Series(generated)), pair_keys, "refreshed covers (logged cover_id)"
+        )
+        out[generated] = item_keys.height + rows
+    return out
+
+
 def _shared_pca(
     vectors: list[np.ndarray], item_ids: list[np.ndarray], train_items: np.ndarray, config: CoverArmsConfig
 ) -> list[np.ndarray]:
@@ -337,21 +416,50 @@ def _shared_pca(
     return np.split(reduced, np.cumsum([len(v) for v in vectors])[:-1])
 
 
+def _oof_cohorts(
+    train: pl.DataFrame,
+    folds: np.ndarray,
+    scorers: list[FoldScorer],
+    user_cohorts: pl.DataFrame,
+    config: CoverArmsConfig,
+) -> np.ndarray:
+    """(n_train,) cohort of each training row's user, refitted from the scorer of the folds it is not in."""
+    given = dict(
+        user_cohorts.select(pl.col("user_id").cast(pl.Int64), pl.col("cohort_id").cast(pl.Int64)).iter_rows()
+    )
+    names = np.unique(np.fromiter(given.values(), dtype=np.int64))  # the given cohort ids
+    users = train["user_id"].to_numpy()
+    out = np.empty(len(train), dtype=np.int64)
+    for k, scorer in enumerate(scorers):
+        known = np.asarray(scorer.user_ids, dtype=np.int64)
+        fitted = UserCohorts(CohortConfig(n_cohorts=len(names), seed=config.seed)).fit(
+            known, scorer.user_vectors(known)
+        )
+        given_rows = np.searchsorted(names, [given[u] for u in fitted.user_ids_.tolist()])
+        overlap = np.zeros((len(names), len(names)))
+        np.add.at(overlap, (fitted.labels_, given_rows), 1.0)  # (fold cohort, given cohort) shared users
+        fold_label, given_label = linear_sum_assignment(-overlap)
+        rename = np.empty(len(names), dtype=np.int64)
+        rename[fold_label] = names[given_label]
+        held = np.flatnonzero(folds == k)
+        out[held] = rename[fitted.predict(scorer.user_vectors(users[held]))]
+    return out
+
+
 def _add_scores(
     train: pl.DataFrame,
     test: pl.DataFrame,
     covers: dict[str, torch.Tensor],
     rows: dict[str, list[np.ndarray]],
-    fit_scorer: Callable[[pl.DataFrame], CoverScorer],
+    scorers: list[CoverScorer],
+    folds: np.ndarray,
     config: CoverArmsConfig,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """`{arm}_score` per cover arm: out-of-fold on train, the mean of the K fold scorers on test."""
-    folds = fold_ids(len(train), config.n_folds, config.seed)
     train_scores = {name: np.empty(len(train)) for name in covers}
     test_scores = {name: np.zeros(len(test)) for name in covers}
-    for k in range(config.n_folds):
+    for k, scorer in enumerate(scorers):
         held = np.flatnonzero(folds == k)
-        scorer = fit_scorer(train.filter(pl.Series(folds != k)))
         for name, images in covers.items():
             train_scores[name][held] = _score(scorer, train[held], images, rows[name][0][held])
             test_scores[name] += _score(scorer, test, images, rows[name][1]) / config.n_folds

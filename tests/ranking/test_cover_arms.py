@@ -24,7 +24,10 @@ from icg_rec.rewards.personalized import PersonalizedConfig
 
 N_USERS, N_ITEMS, SIZE = 60, 40, 8
 TINY = LightGBMConfig(n_estimators=30, min_child_samples=5, min_data_per_group=5)
-CONFIG = CoverArmsConfig(pca_dim=2, n_folds=3, lift=LiftConfig(baseline="no_cover", seeds=[0], n_boot=100))
+# the tiny world's cohorts are its truth, not fitted on training clicks: they are taken as given
+CONFIG = CoverArmsConfig(
+    pca_dim=2, n_folds=3, cohorts="given", lift=LiftConfig(baseline="no_cover", seeds=[0], n_boot=100)
+)
 
 
 def _embed(images: torch.Tensor) -> np.ndarray:
@@ -116,6 +119,87 @@ def test_features_and_out_of_fold_scores_route_each_row_to_its_cover():
     assert train["cohort_id"].to_list() == (train["user_id"] % 2).to_list()
 
 
+class _TasteScorer:
+    """A FoldScorer whose user vectors place each user by taste (user % 2), fitted on some rows."""
+
+    def __init__(self, rows: pl.DataFrame, calls: list) -> None:
+        self.user_ids = np.unique(rows["user_id"].to_numpy())
+        self.calls = calls
+
+    def __call__(self, user_ids, item_ids, images):
+        return images.mean(dim=(1, 2, 3)).double().numpy()
+
+    def user_vectors(self, user_ids):
+        self.calls.append(np.asarray(user_ids))
+        u = np.asarray(user_ids, dtype=np.float64)
+        return np.column_stack([5.0 * (u % 2), 0.1 * np.sin(u)])  # (n, 2)
+
+
+def test_training_rows_get_out_of_fold_cohorts_named_after_the_given_ones():
+    train, test, original, refreshed, _ = _world()
+    # given cohort ids 7 (even users) and 3 (odd): the fold k-means labels must be renamed to them
+    given = pl.DataFrame({"user_id": np.arange(N_USERS), "cohort_id": np.where(np.arange(N_USERS) % 2, 3, 7)})
+    refreshed = CohortCovers(refreshed.item_ids, np.where(refreshed.cohort_ids == 1, 3, 7), refreshed.images)
+    calls: list = []
+    config = CoverArmsConfig(pca_dim=2, n_folds=3, lift=CONFIG.lift)
+    assert config.cohorts == "out_of_fold"
+    train2, test2, _ = build_cover_arms(
+        train, test, original, refreshed, given, _embed, config, lambda rows: _TasteScorer(rows, calls)
+    )
+    assert train2["cohort_id"].to_list() == np.where(train2["user_id"].to_numpy() % 2, 3, 7).tolist()
+    assert test2["cohort_id"].to_list() == np.where(test2["user_id"].to_numpy() % 2, 3, 7).tolist()
+    assert len(calls) == 6  # per fold: the fitted users (k-means), then the held-out rows' users
+
+
+def test_out_of_fold_cohorts_need_fold_scorers():
+    train, test, original, refreshed, cohorts = _world()
+    config = CoverArmsConfig(pca_dim=2, n_folds=3, lift=CONFIG.lift)
+    with pytest.raises(ValueError, match="out-of-fold cohorts .* cohorts='given'"):
+        build_cover_arms(train, test, original, refreshed, cohorts, _embed, config)
+    with pytest.raises(ValueError, match="out-of-fold cohorts"):
+        build_cover_arms(train, test, original, refreshed, cohorts, _embed, config, lambda rows: _embed)
+    with pytest.raises(ValueError, match="must be one of"):
+        build_cover_arms(train, test, original, refreshed, cohorts, _embed, CoverArmsConfig(cohorts="fold"))
+
+
+def test_a_log_with_cover_ids_gets_the_shown_covers_embedding_and_score():
+    train, test, original, refreshed, cohorts = _world()
+    generic = torch.full((N_ITEMS, 3, SIZE, SIZE), 0.5)  # cohort -1: the generic cover of every item
+    refreshed = CohortCovers(
+        np.concatenate([refreshed.item_ids, np.arange(N_ITEMS)]),
+        np.concatenate([refreshed.cohort_ids, np.full(N_ITEMS, -1)]),
+        torch.cat([refreshed.images, generic]),
+    )
+    train = train.with_columns(cover_id=(pl.col("user_id") + pl.col("item_id")) % 4)  # 0, 1, 2, 3
+    test = test.with_columns(cover_id=pl.lit(0, pl.Int64))
+
+    def fit_scorer(rows: pl.DataFrame):
+        return lambda user_ids, item_ids, images: images.mean(dim=(1, 2, 3)).double().numpy()
+
+    train, test, _ = build_cover_arms(train, test, original, refreshed, cohorts, _embed, CONFIG, fit_scorer)
+    items, cover = train["item_id"].to_numpy(), train["cover_id"].to_numpy()
+    level = refreshed.images[:, 0, 0, 0].numpy().reshape(-1)
+    pair = {
+        (i, c): v
+        for i, c, v in zip(refreshed.item_ids.tolist(), refreshed.cohort_ids.tolist(), level, strict=True)
+    }
+    means = original.images.mean(dim=(1, 2, 3)).double().numpy()
+    want = [
+        means[i] if k == 0 else pair[(i, k - 2)] for i, k in zip(items.tolist(), cover.tolist(), strict=True)
+    ]
+    np.testing.assert_allclose(train["original_cover_score"].to_numpy(), want, rtol=1e-6)
+    np.testing.assert_allclose(
+        test["original_cover_score"].to_numpy(), means[test["item_id"].to_numpy()], rtol=1e-6
+    )
+    with pytest.raises(UnknownIdError, match="logged cover_id"):
+        build_cover_arms(
+            train.drop(["original_cover", "personalized_cover", "cohort_id", *RATES, "original_cover_score",
+                        "personalized_cover_score"]).with_columns(cover_id=pl.lit(9, pl.Int64)),
+            test.select("user_id", "item_id", "label", "timestamp"),
+            original, refreshed, cohorts, _embed, CONFIG,
+        )  # fmt: skip
+
+
 def test_a_missing_cohort_cover_is_named():
     train, test, original, refreshed, cohorts = _world()
     keep = ~((refreshed.item_ids == 3) & (refreshed.cohort_ids == 1))
@@ -170,6 +254,8 @@ def test_reward_model_scorer_scores_unseen_users_as_the_generic_user():
     p = score(np.array([0, 55, -1]), np.array([1, 1, 1]), refreshed.images[:3])
     assert p.shape == (3,) and p.dtype == np.float64 and ((p > 0) & (p < 1)).all()
     assert p[1] == p[2]  # user 55 was not in the rows: scored as the generic user
+    vectors = score.user_vectors(np.array([0, 55, -1]))
+    assert vectors.shape == (3, config.dim) and (vectors[1] == vectors[2]).all()
 
 
 def test_a_folder_without_a_refresh_is_named(tmp_path):
