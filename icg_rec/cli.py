@@ -20,10 +20,14 @@ COMMANDS = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The `icg-rec` argument parser, with every package's commands registered."""
+    from icg_rec import __version__, doctor
+
     parser = argparse.ArgumentParser(prog="icg-rec", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"icg-rec {__version__}")
     groups = parser.add_subparsers(dest="group", required=True)
     for module in COMMANDS:
         importlib.import_module(module).register(groups)
+    doctor.register(groups)
     return parser
 
 

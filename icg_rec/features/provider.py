@@ -15,12 +15,17 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-from torchrec.datasets.utils import Batch
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
+from icg_rec.doctor import missing_torchrec_message
 from icg_rec.errors import SchemaError
 from icg_rec.features.store import DEFAULT_COHORT, CoverEmbeddingStore
 from icg_rec.io import load_weights, read_json, save_weights, write_json
+
+try:
+    from torchrec.datasets.utils import Batch
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
+except (ImportError, OSError) as error:  # a missing or mixed FBGEMM build
+    raise ImportError(missing_torchrec_message(error)) from error
 
 COVER_KEY = "cover"  # dense key of the store's cover vector
 HAS_COVER_KEY = "has_cover"  # dense key of the 0/1 flag: 1 where the store had a cover

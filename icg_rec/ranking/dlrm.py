@@ -4,8 +4,14 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
-from torchrec.models.dlrm import DLRM, DLRM_DCN
+
+from icg_rec.doctor import missing_torchrec_message
+
+try:
+    from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
+    from torchrec.models.dlrm import DLRM, DLRM_DCN
+except (ImportError, OSError) as error:  # a missing or mixed FBGEMM build
+    raise ImportError(missing_torchrec_message(error)) from error
 
 ARCHS = ("dlrm", "dlrm_dcn")
 SHARDINGS = ("table_wise", "row_wise")

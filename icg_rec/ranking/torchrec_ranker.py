@@ -23,12 +23,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
-from torchrec.optim.optimizers import in_backward_optimizer_filter
-from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 from tqdm import tqdm
 
 from icg_rec.device import DeviceError, resolve_device
+from icg_rec.doctor import missing_torchrec_message
 from icg_rec.errors import SchemaError
 from icg_rec.features.provider import EncodedFrame, FeatureProvider, batch_rows
 from icg_rec.features.store import CoverEmbeddingStore
@@ -45,6 +43,13 @@ from icg_rec.metrics import auc
 from icg_rec.ranking.base import FeatureSpec
 from icg_rec.ranking.dlrm import SHARDINGS, TorchRecConfig, build_dlrm
 from icg_rec.ranking.dmp import full_state_dict, gather_pieces, rank_and_world, shard_tables
+
+try:
+    from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
+    from torchrec.optim.optimizers import in_backward_optimizer_filter
+    from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
+except (ImportError, OSError) as error:  # a missing or mixed FBGEMM build
+    raise ImportError(missing_torchrec_message(error)) from error
 
 logger = logging.getLogger(__name__)
 
