@@ -1,17 +1,22 @@
-"""icg_rec.alignment: reward alignment of the ICG generator (DRaFT-K backprop and Diffusion-DPO)."""
+"""icg_rec.alignment: reward alignment of the ICG generator (DRaFT-K backprop and Diffusion-DPO).
 
-from icg_rec.alignment.data import Audience, ItemSet, evaluation_pairs, personalized_user_vectors
-from icg_rec.alignment.dpo import DPOAligner, DPOConfig, diffusion_dpo_loss
-from icg_rec.alignment.draft import AlignConfig, RewardAligner
+Importing the package is light: each name imports its submodule (torch, diffusers, ...) on first use.
+"""
 
-__all__ = [
-    "AlignConfig",
-    "Audience",
-    "DPOAligner",
-    "DPOConfig",
-    "ItemSet",
-    "RewardAligner",
-    "diffusion_dpo_loss",
-    "evaluation_pairs",
-    "personalized_user_vectors",
-]
+from typing import TYPE_CHECKING
+
+from icg_rec._lazy import attach
+
+if TYPE_CHECKING:
+    from icg_rec.alignment.data import Audience, ItemSet, evaluation_pairs, personalized_user_vectors
+    from icg_rec.alignment.dpo import DPOAligner, DPOConfig, diffusion_dpo_loss
+    from icg_rec.alignment.draft import AlignConfig, RewardAligner
+
+__getattr__, __dir__, __all__ = attach(
+    __name__,
+    {
+        "data": ["Audience", "ItemSet", "evaluation_pairs", "personalized_user_vectors"],
+        "dpo": ["DPOAligner", "DPOConfig", "diffusion_dpo_loss"],
+        "draft": ["AlignConfig", "RewardAligner"],
+    },
+)
