@@ -142,7 +142,7 @@ def public_rewards(titles: list[str], covers: torch.Tensor, args: argparse.Names
     ).freeze()  # EfficientNet would dominate a step
     relevance_model = RelevanceModel(RelevanceConfig(shared_dim=32, epochs=60, batch_size=64))
     relevance_model.fit(text.encode(titles), grid(covers).numpy(), seed=args.seed)
-    relevance_model.net_.requires_grad_(False)
+    relevance_model.freeze()
     return (
         text,
         grid,
@@ -170,7 +170,7 @@ def build_world(args: argparse.Namespace):
     personal.fit(
         world.dataset.interactions, CoverFeatures(item_ids.numpy(), world.covers.numpy()), seed=args.seed
     )
-    personal.net_.requires_grad_(False)
+    personal.freeze()
     rewards = public | {"personalized": personal, "oracle": OracleReward(world)}
     pair_items, pair_users = evaluation_pairs(
         world.user_cohort, len(titles), args.users_per_cohort, args.items_per_user, args.seed

@@ -89,7 +89,7 @@ def fit_reward(rows: pl.DataFrame, covers: CoverFeatures, args: argparse.Namespa
         pairwise_weight=args.pairwise_weight,
     )  # fmt: skip
     model = PersonalizedRewardModel(config).fit(rows, covers, seed=seed)
-    model.net_.requires_grad_(False)
+    model.freeze()
     return model
 
 

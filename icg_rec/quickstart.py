@@ -126,10 +126,10 @@ def run_quickstart(out_dir: str | Path, config: QuickstartConfig | None = None) 
     personal = PersonalizedRewardModel(reward_config).fit(
         train, CoverFeatures(item_ids, world.covers.numpy()), seed=config.seed
     )
-    personal.net_.requires_grad_(False)
+    personal.freeze()
     relevance = RelevanceModel(RelevanceConfig(shared_dim=32, epochs=60, batch_size=64))
     relevance.fit(text.encode(titles), grid(world.covers).numpy(), seed=config.seed)
-    relevance.net_.requires_grad_(False)
+    relevance.freeze()
     t = lap("rewards", t)
 
     user_ids = np.arange(config.n_users)

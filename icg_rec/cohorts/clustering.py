@@ -18,6 +18,7 @@ from scipy.optimize import linear_sum_assignment
 
 from icg_rec.errors import CheckpointError, IcgRecError, UnknownIdError
 from icg_rec.io import config_from_dict, load_weights, read_json, save_weights, write_json
+from icg_rec.validation import lookup
 
 
 @dataclass
@@ -98,9 +99,8 @@ class UserCohorts:
     def cohort_of(self, user_ids: np.ndarray) -> np.ndarray:
         """Cohort of users seen at fit; an unseen id raises UnknownIdError (use `predict` for new users)."""
         ids = np.asarray(user_ids, dtype=np.int64)
-        pos = np.searchsorted(self.user_ids_, ids)
-        pos = np.minimum(pos, len(self.user_ids_) - 1)
-        unknown = self.user_ids_[pos] != ids
+        pos, known = lookup(self.user_ids_, ids)
+        unknown = ~known
         if unknown.any():
             raise UnknownIdError(
                 f"{int(unknown.sum())} user id(s) were not seen at fit, e.g. {ids[unknown][:5].tolist()}; "

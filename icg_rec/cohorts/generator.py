@@ -10,6 +10,7 @@ from icg_rec.errors import UnknownIdError
 from icg_rec.generation.fast import FastConfig, FastSampler
 from icg_rec.generation.pipeline import ICGPipeline
 from icg_rec.generation.prompter import ImageLike
+from icg_rec.validation import lookup
 
 
 class PipelineCoverGenerator:
@@ -69,8 +70,8 @@ class PipelineCoverGenerator:
         device = self.sampler.prepare().device_
         ids = item_ids.numpy()
         unique, inverse = np.unique(ids, return_inverse=True)
-        pos = np.minimum(np.searchsorted(self.sorted_ids, unique), len(self.sorted_ids) - 1)
-        if (unknown := self.sorted_ids[pos] != unique).any():
+        pos, known = lookup(self.sorted_ids, unique)
+        if (unknown := ~known).any():
             raise UnknownIdError(
                 f"items {unique[unknown][:5].tolist()} are not in this generator's catalogue"
             )

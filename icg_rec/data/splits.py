@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 
 from icg_rec.errors import SchemaError
+from icg_rec.validation import lookup
 
 _EPS = 1e-9  # keeps floor(n * fraction) exact where the product lands a hair below an integer
 
@@ -171,9 +172,9 @@ def _split_user_tails(interactions: pl.DataFrame, n_test: pl.Expr) -> tuple[pl.D
 def _pair_keys(pairs: pl.DataFrame, user_ids: np.ndarray, pool: np.ndarray) -> np.ndarray:
     """Encodes the (user_id, item_id) pairs whose user and item are both known as user * n_items + item."""
     users, items = pairs["user_id"].to_numpy(), pairs["item_id"].to_numpy()
-    user_index = np.minimum(np.searchsorted(user_ids, users), len(user_ids) - 1)
-    item_index = np.minimum(np.searchsorted(pool, items), len(pool) - 1)
-    known = (user_ids[user_index] == users) & (pool[item_index] == items)
+    user_index, user_known = lookup(user_ids, users)
+    item_index, item_known = lookup(pool, items)
+    known = user_known & item_known
     return user_index[known] * len(pool) + item_index[known]
 
 

@@ -12,6 +12,7 @@ from scipy import sparse
 from sklearn.decomposition import PCA
 
 from icg_rec.errors import SchemaError
+from icg_rec.validation import check_columns, lookup
 
 FOLD = "_fold"  # temporary column: out-of-fold assignment of training rows
 
@@ -89,8 +90,8 @@ def add_target_stats(
     Returns:
         (train, test) with the new columns, rows in their original order.
     """
-    _require(train, ["label", *keys], "train")
-    _require(test, list(keys), "test")
+    check_columns(train, ["label", *keys], "train frame")
+    check_columns(test, list(keys), "test frame")
     folds = fold_ids(len(train), n_folds, seed)
     train = train.with_columns(pl.Series(FOLD, folds))
     fitted = [_rates(train.filter(pl.col(FOLD) != k), keys, prior_strength) for k in range(n_folds)]
@@ -129,8 +130,8 @@ def add_taste_cosine(
     Returns:
         (train, test) with the new Float64 column, rows in their original order.
     """
-    _require(train, ["user_id", "item_id", "label"], "train")
-    _require(test, ["user_id", "item_id"], "test")
+    check_columns(train, ["user_id", "item_id", "label"], "train frame")
+    check_columns(test, ["user_id", "item_id"], "test frame")
     unit = np.asarray(vectors, dtype=np.float64)
     unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)  # (n_items, d)
     users = np.unique(np.concatenate([train["user_id"].to_numpy(), test["user_id"].to_numpy()]))
@@ -201,17 +202,12 @@ def _join_count(frame: pl.DataFrame, counts: pl.DataFrame, key: str) -> pl.DataF
 
 
 def _item_lookup(frame: pl.DataFrame, item_ids: np.ndarray, what: str) -> np.ndarray:
-    _require(frame, ["item_id"], "frame")
+    check_columns(frame, ["item_id"], "frame")
     ids = np.asarray(item_ids, dtype=np.int64)
     order = np.argsort(ids)
     rows = frame["item_id"].to_numpy().astype(np.int64)
-    pos = np.clip(np.searchsorted(ids[order], rows), 0, len(ids) - 1)
-    if missing := np.flatnonzero(ids[order][pos] != rows).size:
-        sample = sorted(set(rows[ids[order][pos] != rows].tolist()))[:5]
+    pos, known = lookup(ids[order], rows)
+    if missing := int((~known).sum()):
+        sample = sorted(set(rows[~known].tolist()))[:5]
         raise SchemaError(f"{missing} row(s) have item ids with no vector for {what!r}, e.g. {sample}")
     return order[pos]
-
-
-def _require(frame: pl.DataFrame, columns: list[str], what: str) -> None:
-    if missing := [c for c in columns if c not in frame.columns]:
-        raise SchemaError(f"{what} frame is missing column(s) {missing}; got {frame.columns}")

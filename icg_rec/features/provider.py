@@ -20,6 +20,7 @@ from icg_rec.doctor import missing_torchrec_message
 from icg_rec.errors import SchemaError
 from icg_rec.features.store import DEFAULT_COHORT, CoverEmbeddingStore
 from icg_rec.io import load_weights, read_json, save_weights, write_json
+from icg_rec.validation import check_columns, table_rows
 
 try:
     from torchrec.datasets.utils import Batch
@@ -88,7 +89,7 @@ class FeatureProvider:
         if train.height == 0:
             raise SchemaError("the training frame is empty")
         if self.user_cohorts is not None:
-            _check_columns(self.user_cohorts, ["user_id", "cohort_id"], "user_cohorts")
+            check_columns(self.user_cohorts, ["user_id", "cohort_id"], "user_cohorts")
             if (dup := self.user_cohorts.filter(pl.col("user_id").is_duplicated())).height:
                 raise SchemaError(f"user_cohorts maps a user to several cohorts, e.g. {dup.head(4).rows()}")
         self._check(train, with_label=True)
@@ -125,10 +126,9 @@ class FeatureProvider:
         ids, n_unknown = [], {}
         for c in self.sparse:
             values, vocab = frame[c].to_numpy().astype(np.int64), self.vocab_[c]
-            pos = np.clip(np.searchsorted(vocab, values), 0, len(vocab) - 1)
-            known = vocab[pos] == values
-            ids.append(np.where(known, pos + 1, 0))
-            n_unknown[c] = int((~known).sum())
+            rows = table_rows(vocab, values)
+            ids.append(rows)
+            n_unknown[c] = int((rows == 0).sum())
         parts = [((_scalars(frame, self.dense) - self.dense_mean_) / self.dense_std_).astype(np.float32)]
         parts += [frame[c].to_numpy().astype(np.float32) for c in self.embeddings]
         cover_counts = [0, 0, 0, 0]
@@ -182,7 +182,7 @@ class FeatureProvider:
         needed = [*self.sparse, *self.dense, *self.embeddings]
         needed += [self.label] if with_label else []
         needed += ["item_id", "user_id"] if self.cover_store is not None else []
-        _check_columns(frame, list(dict.fromkeys(needed)), "frame")
+        check_columns(frame, list(dict.fromkeys(needed)), "frame")
         for c in self.sparse:
             if not frame.schema[c].is_integer():
                 raise SchemaError(f"sparse column {c!r} must be an integer id, got {frame.schema[c]}")
@@ -268,8 +268,3 @@ def _scalars(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
     if not columns:
         return np.zeros((frame.height, 0))
     return frame.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
-
-
-def _check_columns(frame: pl.DataFrame, needed: list[str], what: str) -> None:
-    if missing := [c for c in needed if c not in frame.columns]:
-        raise SchemaError(f"{what} is missing column(s) {missing}; expected {needed}, got {frame.columns}")

@@ -19,6 +19,7 @@ import polars as pl
 from icg_rec.errors import CheckpointError, SchemaError
 from icg_rec.io import atomic_write, config_from_dict, read_json, write_json
 from icg_rec.ranking.base import FeatureSpec
+from icg_rec.validation import check_columns, lookup
 
 
 @dataclass
@@ -109,7 +110,7 @@ class LightGBMRanker:
 
     def unknown_id_counts(self, frame: pl.DataFrame) -> dict[str, int]:
         """Rows per id column whose id was never seen in training (predicted as missing)."""
-        _require(frame, self.spec_.sparse, "frame")
+        check_columns(frame, self.spec_.sparse, "frame")
         return {col: int((~frame[col].is_in(self.vocab_[col].tolist())).sum()) for col in self.spec_.sparse}
 
     def save(self, folder: str | Path) -> Path:
@@ -156,15 +157,15 @@ class LightGBMRanker:
     def _matrix(self, frame: pl.DataFrame, what: str) -> np.ndarray:
         """(n_rows, n_features) float64: id codes (NaN = unseen), dense values, expanded embeddings."""
         spec = self.spec_
-        _require(frame, spec.sparse + spec.dense + spec.embeddings, what)
+        check_columns(frame, spec.sparse + spec.dense + spec.embeddings, what)
         blocks = []
         for col in spec.sparse:
             if frame[col].null_count():
                 raise SchemaError(f"{what} id column {col!r} has {frame[col].null_count()} null value(s)")
             ids = frame[col].to_numpy().astype(np.int64)
             vocab = self.vocab_[col]
-            pos = np.clip(np.searchsorted(vocab, ids), 0, len(vocab) - 1)
-            codes = np.where(vocab[pos] == ids, pos, np.nan)  # unseen id -> missing
+            pos, known = lookup(vocab, ids)
+            codes = np.where(known, pos, np.nan)  # unseen id -> missing
             blocks.append(codes[:, None])
         for col in spec.dense:
             blocks.append(frame[col].cast(pl.Float64).fill_null(np.nan).to_numpy()[:, None])
@@ -185,15 +186,8 @@ class LightGBMRanker:
         return np.hstack(blocks)
 
 
-def _require(frame: pl.DataFrame, columns: list[str], what: str) -> None:
-    if missing := [c for c in columns if c not in frame.columns]:
-        raise SchemaError(
-            f"{what} is missing column(s) {missing} named by the FeatureSpec; got {frame.columns}"
-        )
-
-
 def _labels(frame: pl.DataFrame, spec: FeatureSpec, what: str) -> np.ndarray:
-    _require(frame, [spec.label], what)
+    check_columns(frame, [spec.label], what)
     labels = frame[spec.label].cast(pl.Float64).to_numpy()
     if n_bad := int(np.isnan(labels).sum()):
         raise SchemaError(
@@ -205,12 +199,12 @@ def _labels(frame: pl.DataFrame, spec: FeatureSpec, what: str) -> np.ndarray:
 
 
 def _sorted_unique(frame: pl.DataFrame, col: str) -> np.ndarray:
-    _require(frame, [col], "train")
+    check_columns(frame, [col], "train")
     return np.unique(frame[col].drop_nulls().to_numpy().astype(np.int64))
 
 
 def _embedding_width(frame: pl.DataFrame, col: str, what: str = "train") -> int:
-    _require(frame, [col], what)
+    check_columns(frame, [col], what)
     dtype = frame.schema[col]
     if not isinstance(dtype, pl.Array):
         raise SchemaError(f"{what} embedding column {col!r} is {dtype}; expected pl.Array(Float32, d)")

@@ -43,6 +43,7 @@ from icg_rec.metrics import auc
 from icg_rec.ranking.base import FeatureSpec
 from icg_rec.ranking.dlrm import SHARDINGS, TorchRecConfig, build_dlrm
 from icg_rec.ranking.dmp import full_state_dict, gather_pieces, rank_and_world, shard_tables
+from icg_rec.validation import check_fitted
 
 try:
     from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
@@ -185,8 +186,7 @@ class TorchRecRanker:
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         """p(click) as float64 (n_rows,); unknown ids use their table's row 0 (counts are logged)."""
-        if not hasattr(self, "model_"):
-            raise ValueError("TorchRecRanker is not fitted: call fit() or load() first")
+        check_fitted(self, "model_")
         encoded = self.provider_.encode(frame)
         logger.info("predict counts %s", _counts(encoded))
         config = self.config or TorchRecConfig()

@@ -5,6 +5,10 @@ from typing import Protocol
 
 import torch
 
+# The user id that stands for "no particular user" (the population) in a reward's user_ids. Reserved:
+# PersonalizedRewardModel.fit refuses a log that holds it, so it never names a real user.
+GENERIC_USER = -1
+
 
 @dataclass
 class RewardInputs:
@@ -12,7 +16,7 @@ class RewardInputs:
 
     images: torch.Tensor  # (batch, 3, H, W) float in [0, 1]
     item_ids: torch.Tensor | None = None  # (batch,) int64
-    user_ids: torch.Tensor | None = None  # (batch,) int64; -1 = unknown / generic user
+    user_ids: torch.Tensor | None = None  # (batch,) int64; GENERIC_USER (or None) = the generic user
     titles: list[str] | None = None  # batch titles, for relevance
 
 

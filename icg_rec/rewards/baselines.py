@@ -11,7 +11,8 @@ import polars as pl
 import torch
 from torch.nn import functional as F
 
-from icg_rec.rewards.personalized import _check_columns, _latest_per_user
+from icg_rec.rewards.personalized.training import latest_per_user
+from icg_rec.validation import check_columns, table_rows
 
 
 class PopularityBaseline:
@@ -26,7 +27,7 @@ class PopularityBaseline:
 
     def fit(self, interactions: pl.DataFrame) -> "PopularityBaseline":
         """Learns smoothed per-item click rates from user_id, item_id, label rows."""
-        _check_columns(interactions, ("item_id", "label"), "interactions")
+        check_columns(interactions, ("item_id", "label"), "interactions")
         self.global_rate_ = float(interactions["label"].mean())
         stats = interactions.group_by("item_id").agg(
             pl.col("label").sum().alias("clicks"), pl.len().alias("n")
@@ -39,7 +40,7 @@ class PopularityBaseline:
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         """Returns float64 (n_rows,); items never seen in fit get the global rate."""
-        _check_columns(frame, ("item_id",), "frame")
+        check_columns(frame, ("item_id",), "frame")
         items = frame["item_id"].to_list()
         self.n_unknown_ = sum(i not in self.item_rate_ for i in items)
         return np.array([self.item_rate_.get(i, self.global_rate_) for i in items], dtype=np.float64)
@@ -82,15 +83,15 @@ class MatrixFactorizationBaseline:
         Returns:
             self, with the tables `p_`, `q_`, `bu_`, `bi_`, `b_` and `valid_losses_` (one per epoch).
         """
-        _check_columns(interactions, ("user_id", "item_id", "label"), "interactions")
+        check_columns(interactions, ("user_id", "item_id", "label"), "interactions")
         torch.manual_seed(seed)
         valid = interactions.clear()
         if self.valid_fraction > 0 and "timestamp" in interactions.columns:
-            interactions, valid = _latest_per_user(interactions, self.valid_fraction)
+            interactions, valid = latest_per_user(interactions, self.valid_fraction)
         self.user_ids_ = np.unique(interactions["user_id"].to_numpy())
         self.item_ids_ = np.unique(interactions["item_id"].to_numpy())
-        u = torch.as_tensor(_rows(self.user_ids_, interactions["user_id"].to_numpy()))
-        i = torch.as_tensor(_rows(self.item_ids_, interactions["item_id"].to_numpy()))
+        u = torch.as_tensor(table_rows(self.user_ids_, interactions["user_id"].to_numpy()))
+        i = torch.as_tensor(table_rows(self.item_ids_, interactions["item_id"].to_numpy()))
         y = torch.tensor(interactions["label"].to_numpy(), dtype=torch.float32)
         self.p_ = torch.nn.Embedding(len(self.user_ids_) + 1, self.dim, padding_idx=0)  # row 0: unseen
         self.q_ = torch.nn.Embedding(len(self.item_ids_) + 1, self.dim, padding_idx=0)
@@ -109,8 +110,8 @@ class MatrixFactorizationBaseline:
         ]
         opt = torch.optim.AdamW([*params, self.b_], lr=self.lr, weight_decay=self.weight_decay)
         gen = torch.Generator().manual_seed(seed)
-        vu = torch.as_tensor(_rows(self.user_ids_, valid["user_id"].to_numpy()))
-        vi = torch.as_tensor(_rows(self.item_ids_, valid["item_id"].to_numpy()))
+        vu = torch.as_tensor(table_rows(self.user_ids_, valid["user_id"].to_numpy()))
+        vi = torch.as_tensor(table_rows(self.item_ids_, valid["item_id"].to_numpy()))
         vy = torch.tensor(valid["label"].to_numpy(), dtype=torch.float32)
         tables = [self.p_, self.q_, self.bu_, self.bi_]
         best, best_state, self.valid_losses_ = np.inf, None, []
@@ -142,15 +143,9 @@ class MatrixFactorizationBaseline:
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         """Returns float64 (n_rows,); ids never seen in fit use zero factors and biases."""
-        _check_columns(frame, ("user_id", "item_id"), "frame")
-        u = torch.as_tensor(_rows(self.user_ids_, frame["user_id"].to_numpy()))
-        i = torch.as_tensor(_rows(self.item_ids_, frame["item_id"].to_numpy()))
+        check_columns(frame, ("user_id", "item_id"), "frame")
+        u = torch.as_tensor(table_rows(self.user_ids_, frame["user_id"].to_numpy()))
+        i = torch.as_tensor(table_rows(self.item_ids_, frame["item_id"].to_numpy()))
         self.n_unknown_ = int((u == 0).sum() + (i == 0).sum())
         with torch.no_grad():
             return torch.sigmoid(self._logit(u, i)).double().numpy()
-
-
-def _rows(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """1-based rows of `ids` in `sorted_ids`; 0 where absent."""
-    pos = np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)
-    return np.where(sorted_ids[pos] == ids, pos + 1, 0)

@@ -21,6 +21,7 @@ from icg_rec.errors import CheckpointError, SchemaError
 from icg_rec.io import config_from_dict, load_state_into, load_weights, read_json, save_weights, write_json
 from icg_rec.rewards.aesthetic import check_images, clip_image_embeddings, load_clip
 from icg_rec.rewards.base import RewardInputs
+from icg_rec.validation import check_fitted
 
 
 @dataclass
@@ -160,9 +161,14 @@ class RelevanceModel:
         model.device_ = target
         return model
 
+    def freeze(self) -> "RelevanceModel":
+        """Stops gradients into the projections (a fixed reward to optimize covers against); returns self."""
+        self._check_fitted()
+        self.net_.requires_grad_(False).eval()
+        return self
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "net_"):
-            raise ValueError("RelevanceModel is not fitted: call fit() or load() first")
+        check_fitted(self, "net_")
 
 
 class RelevanceReward:

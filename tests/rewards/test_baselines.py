@@ -5,7 +5,7 @@ import pytest
 from icg_rec.errors import SchemaError
 from icg_rec.metrics import auc, logloss
 from icg_rec.rewards.baselines import MatrixFactorizationBaseline, PopularityBaseline
-from icg_rec.rewards.personalized import _latest_per_user
+from icg_rec.rewards.personalized.training import latest_per_user
 
 LOG = pl.DataFrame(
     {"user_id": [0, 0, 1, 1, 2], "item_id": [10, 11, 10, 11, 10], "label": [1.0, 0.0, 1.0, 0.0, 0.0]}
@@ -46,7 +46,7 @@ def test_baselines_name_missing_columns():
 def test_mf_keeps_the_epoch_with_the_best_validation_loss(taste_log):
     frame, _ = taste_log
     model = MatrixFactorizationBaseline(dim=4, epochs=8, batch_size=32, lr=1e-1).fit(frame, seed=0)
-    _, valid = _latest_per_user(frame, 0.1)
+    _, valid = latest_per_user(frame, 0.1)
     p = model.predict(valid)
     assert len(model.valid_losses_) == 8
     assert model.valid_losses_.index(min(model.valid_losses_)) < 7  # it overfits, so the best is not the last

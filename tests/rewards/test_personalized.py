@@ -13,10 +13,9 @@ from icg_rec.rewards.personalized import (
     CoverFeatures,
     PersonalizedConfig,
     PersonalizedRewardModel,
-    _beta_prior_strength,
-    _out_of_fold_sums,
     colour_statistics,
 )
+from icg_rec.rewards.personalized.training import HistoryTable, beta_prior_strength
 
 CNN = PersonalizedConfig(
     cover_tower="cnn",
@@ -113,6 +112,30 @@ def test_bad_inputs_to_fit(taste_log):
         PersonalizedRewardModel(CNN).predict(frame, good)
 
 
+def test_a_log_with_the_reserved_generic_user_id_is_refused(taste_log):
+    frame, covers = taste_log
+    with_minus_one = frame.with_columns(
+        pl.when(pl.col("user_id") == 3).then(-1).otherwise("user_id").alias("user_id")
+    )
+    with pytest.raises(SchemaError, match=r"16 row\(s\) of user_id -1, the id reserved for the generic user"):
+        PersonalizedRewardModel(CNN).fit(with_minus_one, CoverFeatures(np.arange(24), covers.numpy()))
+
+
+def test_freeze_stops_gradients_into_the_model_but_not_into_the_pixels(cnn_model, taste_log):
+    model = copy.deepcopy(cnn_model).freeze()
+    assert not any(p.requires_grad for p in model.net_.parameters())
+    pixels = taste_log[1][:2].clone().requires_grad_(True)
+    model(RewardInputs(images=pixels)).sum().backward()
+    assert pixels.grad.abs().sum() > 0
+
+
+def test_load_names_a_missing_file(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="weights.safetensors is missing"):
+        PersonalizedRewardModel.load(tmp_path / "m")
+
+
 def test_save_load_round_trip(emb_model, taste_log, tiny_image_encoder, tmp_path):
     frame, covers = taste_log
     emb_model.save(tmp_path / "m")
@@ -146,12 +169,15 @@ def test_same_seed_same_numbers(taste_log):
     np.testing.assert_array_equal(a, b)
 
 
-def test_out_of_fold_sums_exclude_the_rows_own_fold():
+def test_history_table_sums_exclude_the_rows_own_fold_and_follow_updates():
     u = torch.tensor([1, 1, 1, 2])
     values = torch.tensor([[1.0], [10.0], [100.0], [1000.0]])
     folds = torch.tensor([0, 1, 0, 1])
-    sums = _out_of_fold_sums(values, u, folds, n_user_rows=3, k=2)[:, 0]
-    assert sums.tolist() == [0.0, 0.0, 10.0, 101.0, 1000.0, 0.0]  # rows u*2+f; user 0 has no rows
+    table = HistoryTable(values, u, folds, n_user_rows=3, k=2)
+    every = torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([0, 1, 0, 1, 0, 1])  # (user row, fold) pairs
+    assert table.out_of_fold(*every)[:, 0].tolist() == [0.0, 0.0, 10.0, 101.0, 1000.0, 0.0]
+    table.update(torch.tensor([1, 3]), torch.tensor([[20.0], [3000.0]]))  # rows 1 and 3 change
+    assert table.out_of_fold(*every)[:, 0].tolist() == [0.0, 0.0, 20.0, 101.0, 3000.0, 0.0]
 
 
 def test_beta_prior_strength_recovers_the_spread_of_the_rates():
@@ -159,9 +185,9 @@ def test_beta_prior_strength_recovers_the_spread_of_the_rates():
     rates = rng.beta(2.0, 18.0, size=5000)  # Beta(a, b): strength a + b = 20 pseudo-impressions
     shown = np.full(5000, 200)
     clicks = rng.binomial(shown, rates)
-    strength = _beta_prior_strength(torch.tensor(clicks).float(), torch.tensor(shown).float())
+    strength = beta_prior_strength(torch.tensor(clicks).float(), torch.tensor(shown).float())
     assert 18.0 < strength < 22.0
-    same = _beta_prior_strength(torch.full((100,), 5.0), torch.full((100,), 50.0))  # no spread at all
+    same = beta_prior_strength(torch.full((100,), 5.0), torch.full((100,), 50.0))  # no spread at all
     assert same == 1e6
 
 
