@@ -92,6 +92,16 @@ def resize_pixels(pixels: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
+def read_pixels(image: "ImageInput", size: int) -> torch.Tensor:
+    """An image file or PIL image as (1, 3, size, size) pixels in [0, 1], resized by `resize_pixels`.
+
+    The one way icg_rec turns a cover file into pixels: encoders (`ImageEncoder.encode`), reward
+    models and `icg-rec rewards score` all read covers through it, so training and serving agree.
+    """
+    image = image if isinstance(image, Image.Image) else load_image(image)
+    return resize_pixels(pil_to_pixels(image), size).clamp_(0.0, 1.0)
+
+
 class ImageEncoder(nn.Module, ABC):
     """Maps images to fixed-size embeddings; `forward` is differentiable in the pixels.
 
@@ -157,11 +167,9 @@ class ImageEncoder(nn.Module, ABC):
         device = self.mean.device
         out = np.empty((len(images), self.dim), dtype=np.float32)
         for span in batches(len(images), batch_size, progress, desc=f"encode images ({self.name})"):
-            tiles = []
-            for i in span:
-                image = images[i] if isinstance(images[i], Image.Image) else load_image(images[i])
-                tiles.append(resize_pixels(pil_to_pixels(image), self.image_size).clamp_(0.0, 1.0))
-            pixels = torch.cat(tiles).to(device)  # (b, 3, S, S)
+            pixels = torch.cat([read_pixels(images[i], self.image_size) for i in span]).to(
+                device
+            )  # (b, 3, S, S)
             out[span.start : span.stop] = self(pixels).float().cpu().numpy()
         return out
 

@@ -26,7 +26,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     )
     score.add_argument("--personalized", type=Path, default=None, help="folder of a saved personalized model")
     score.add_argument("--relevance", type=Path, default=None, help="folder of a saved relevance model")
-    score.add_argument("--image-size", type=int, default=224, help="covers are resized to this square side")
+    score.add_argument(
+        "--image-size", type=int, default=224, help="side the aesthetic and relevance rewards read covers at"
+    )
     score.add_argument("--batch-size", type=int, default=32)
     score.add_argument("--out", type=Path, required=True, help="parquet of scores, one row per cover")
     train.set_defaults(run=_run_train)

@@ -9,6 +9,7 @@ import torch
 from tqdm import tqdm
 
 from icg_rec.data.images import load_image
+from icg_rec.encoders.base import read_pixels
 from icg_rec.errors import SchemaError
 from icg_rec.rewards.aesthetic import AestheticReward
 from icg_rec.rewards.base import RewardInputs
@@ -62,7 +63,8 @@ def train(args: argparse.Namespace) -> int:
 def read_manifest(images: Path | None, manifest: Path | None) -> pl.DataFrame:
     """The rows to score: every image file of a folder, or a CSV / parquet manifest with image_path.
 
-    Manifest columns: image_path (required); item_id, user_id (-1 = generic user), title (optional).
+    Manifest columns: image_path (required); item_id, user_id (GENERIC_USER = -1: the generic user), title
+    (optional).
     """
     if (images is None) == (manifest is None):
         raise ValueError("give exactly one of --images FOLDER or --manifest FILE")
@@ -97,18 +99,20 @@ def score(args: argparse.Namespace) -> int:
             rewards["relevance"] = RelevanceReward(
                 RelevanceModel.load(args.relevance), MiniLMTextEncoder(), encoder
             )
+    # every reward reads the covers at its own input size, through the pixels path its model was fitted on
+    sizes = {k: getattr(reward, "input_size", args.image_size) for k, reward in rewards.items()}
     columns: dict[str, list[float]] = {k: [] for k in rewards}
     for s in tqdm(range(0, frame.height, args.batch_size), desc="score covers"):
         rows = frame.slice(s, args.batch_size)
-        pixels = torch.stack([_pixels(p, args.image_size) for p in rows["image_path"]])  # (b, 3, S, S)
-        inputs = RewardInputs(
-            images=pixels,
-            item_ids=torch.as_tensor(rows["item_id"].to_numpy()) if "item_id" in rows.columns else None,
-            user_ids=torch.as_tensor(rows["user_id"].to_numpy()) if "user_id" in rows.columns else None,
-            titles=rows["title"].to_list() if "title" in rows.columns else None,
-        )
-        with torch.no_grad():
-            for k, reward in rewards.items():
+        images = [load_image(p) for p in rows["image_path"]]
+        for k, reward in rewards.items():
+            inputs = RewardInputs(
+                images=torch.cat([read_pixels(image, sizes[k]) for image in images]),  # (b, 3, S, S)
+                item_ids=torch.tensor(rows["item_id"].to_numpy()) if "item_id" in rows.columns else None,
+                user_ids=torch.tensor(rows["user_id"].to_numpy()) if "user_id" in rows.columns else None,
+                titles=rows["title"].to_list() if "title" in rows.columns else None,
+            )
+            with torch.no_grad():
                 columns[k].extend(reward(inputs).double().tolist())
     out = frame.with_columns([pl.Series(k, np.asarray(v)) for k, v in columns.items()])
     from icg_rec.io import atomic_write
@@ -116,9 +120,3 @@ def score(args: argparse.Namespace) -> int:
     atomic_write(args.out, lambda tmp: out.write_parquet(tmp))
     print(f"wrote {out.height} scored covers to {args.out}")
     return 0
-
-
-def _pixels(path: str, size: int) -> torch.Tensor:
-    """(3, size, size) float in [0, 1] from an image file."""
-    image = load_image(path).convert("RGB").resize((size, size))
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
