@@ -49,10 +49,11 @@ from icg_rec.alignment import (
     personalized_user_vectors,
 )
 from icg_rec.data.sim import SimConfig, SimWorld
+from icg_rec.figures import contact_sheet
 from icg_rec.generation.backbones import GeneratorConfig, build_pipeline
 from icg_rec.generation.pipeline import ICGPipeline
 from icg_rec.generation.prompter import PrompterConfig
-from icg_rec.generation.warmup import WarmupConfig, WarmupTrainer, save_contact_sheet
+from icg_rec.generation.warmup import WarmupConfig, WarmupTrainer
 from icg_rec.io import write_json
 from icg_rec.rewards.aesthetic import AestheticReward
 from icg_rec.rewards.base import RewardInputs
@@ -385,7 +386,7 @@ def report(
             covers[name][cohorts == c][:8] for name in arms
         ]
         big = [F.interpolate(r, scale_factor=max(1, 48 // args.image_size), mode="nearest") for r in rows]
-        save_contact_sheet(args.out / f"contact_sheet_cohort{c}.png", big)
+        contact_sheet(args.out / f"contact_sheet_cohort{c}.png", big)
 
     keys = ("judge_ctr", "judge_ctr_wrong_cohort", "judge_ctr_generic", "cohort_distance", "aesthetic",
             "relevance", "fidelity", "personalized")  # fmt: skip

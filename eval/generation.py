@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from icg_rec.data.sim import SimConfig, SimWorld
 from icg_rec.encoders import load_image_encoder, load_text_encoder
 from icg_rec.encoders.small import ColourGridEncoder
+from icg_rec.figures import contact_sheet
 from icg_rec.generation.backbones import GeneratorConfig, build_pipeline
-from icg_rec.generation.warmup import WarmupConfig, WarmupTrainer, reference_tensor, save_contact_sheet
+from icg_rec.generation.warmup import WarmupConfig, WarmupTrainer, reference_tensor
 from icg_rec.io import read_json, write_json
 
 
@@ -110,7 +111,7 @@ def run_simworld(args: argparse.Namespace, out: Path) -> dict:
             args.guidance,
         )
         result[split] = attribute_errors(world, covers, refs, args.seed)
-        save_contact_sheet(out / f"sim_{split}_contact_sheet.png", [refs[:12], covers[:12]])
+        contact_sheet(out / f"sim_{split}_contact_sheet.png", [refs[:12], covers[:12]])
     return result
 
 
@@ -166,7 +167,7 @@ def run_movielens(args: argparse.Namespace, out: Path) -> dict:
         "relevance_of_reference_posters": float(ref_rel.mean()),
         "relevance_model": f"RelevanceModel fitted on the {n_train} training posters' (MiniLM, EfficientNet) pairs",
     }
-    save_contact_sheet(out / "movielens_heldout_contact_sheet.png", [refs[:12], covers[:12]])
+    contact_sheet(out / "movielens_heldout_contact_sheet.png", [refs[:12], covers[:12]])
     return result
 
 

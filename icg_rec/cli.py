@@ -2,6 +2,7 @@
 
 import argparse
 import importlib
+import logging
 import sys
 
 # One registration module per package; each has `register(subparsers)` and imports nothing heavy at
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `icg-rec` console script."""
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the library's progress lines, on stderr
     return int(args.run(args) or 0)
 
 

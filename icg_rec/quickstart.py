@@ -16,6 +16,7 @@
 7. A/B: assignment, sizing from the train log as the pre-period, and per-arm cover manifests.
 """
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from icg_rec.generation.backbones import GeneratorConfig, build_pipeline
 from icg_rec.generation.prompter import PrompterConfig
 from icg_rec.generation.warmup import WarmupConfig, WarmupTrainer
 from icg_rec.io import atomic_write, write_json
+from icg_rec.metrics import format_relaimpr
 from icg_rec.ranking.cover_arms import (
     NO_COVER,
     ORIGINAL,
@@ -55,6 +57,8 @@ from icg_rec.rewards.aesthetic import AestheticReward
 from icg_rec.rewards.combiner import MultiReward, MultiRewardConfig
 from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig, PersonalizedRewardModel
 from icg_rec.rewards.relevance import RelevanceConfig, RelevanceModel, RelevanceReward
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -109,7 +113,7 @@ def run_quickstart(out_dir: str | Path, config: QuickstartConfig | None = None) 
 
     def lap(name: str, began: float) -> float:
         seconds[name] = round(time.perf_counter() - began, 1)
-        print(f"[quickstart] {name}: {seconds[name]:.0f} s", flush=True)
+        logger.info("quickstart %s: %.0f s", name, seconds[name])
         return time.perf_counter()
 
     t = time.perf_counter()
@@ -310,7 +314,7 @@ Personalized vs generic: {o["personalized_vs_generic"]:+.1%}; vs original: {o["p
 
 ## Ranker lift (LightGBM, seeds {result["config"]["lift_seeds"]})
 
-AUC per arm: {r["auc"]}. Personalized cover features vs ids + click rates: RelaImpr {r["relaimpr"]:+.2%},
+AUC per arm: {r["auc"]}. Personalized cover features vs ids + click rates: RelaImpr {format_relaimpr(r["relaimpr"])},
 AUC delta {r["auc_delta"]:+.4f} (95% CI [{r["ci95"][0]:+.4f}, {r["ci95"][1]:+.4f}], p = {r["p_value"]:.3f}).
 Details: `lift/report.md`.
 

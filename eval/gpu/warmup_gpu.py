@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from icg_rec.figures import contact_sheet
 from icg_rec.generation.backbones import build_pipeline, generator_config_from_dict
 from icg_rec.generation.prompter import to_pil
 from icg_rec.generation.warmup import (
@@ -37,7 +38,6 @@ from icg_rec.generation.warmup import (
     WarmupTrainer,
     prepare_items,
     reference_tensor,
-    save_contact_sheet,
 )
 from icg_rec.io import config_from_dict, load_weights, read_json, save_weights, write_json
 
@@ -205,7 +205,7 @@ def train(args: argparse.Namespace) -> None:
         generated[f"{split}_index"] = torch.tensor(index)
     args.out.mkdir(parents=True, exist_ok=True)
     save_weights(args.out / "covers.safetensors", generated)
-    save_contact_sheet(
+    contact_sheet(
         args.out / "contact_sheet.png",
         [
             reference_tensor(references[heldout_index[:16]], config.resolution),

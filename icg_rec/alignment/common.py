@@ -19,8 +19,9 @@ from peft import LoraConfig
 from icg_rec.alignment.data import Audience, ItemSet
 from icg_rec.device import autocast, resolve_device, resolve_dtype
 from icg_rec.errors import CheckpointError, SchemaError
+from icg_rec.figures import contact_sheet
 from icg_rec.generation.pipeline import ICGPipeline
-from icg_rec.generation.warmup import prepare_items, save_contact_sheet
+from icg_rec.generation.warmup import prepare_items
 from icg_rec.io import (
     atomic_write,
     load_state_into,
@@ -204,7 +205,7 @@ class AlignerBase:
         """Writes the final pipeline and a contact sheet: warm-up covers above aligned covers."""
         self.pipeline.save_pretrained(output_dir / "pipeline")
         after = self._sample_covers(before.shape[0], seed, steps, guidance)
-        save_contact_sheet(output_dir / "contact_sheet.png", [before, after])
+        contact_sheet(output_dir / "contact_sheet.png", [before, after])
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(

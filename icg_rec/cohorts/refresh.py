@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from icg_rec.cohorts.cache import CoverCache, cover_key
 from icg_rec.cohorts.clustering import UserCohorts
 from icg_rec.errors import IcgRecError, SchemaError
+from icg_rec.figures import contact_sheet
 from icg_rec.io import atomic_write
 
 GENERIC_COHORT = -1  # cohort id of the generic (non-personalized) cover
@@ -246,27 +247,19 @@ def write_manifest(
 def contact_sheets(
     manifest: pl.DataFrame, cache: CoverCache, out_dir: str | Path, per_sheet: int = 32
 ) -> list[Path]:
-    """One PNG grid per cohort (its first `per_sheet` items), for a quick look at what changed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
+    """One PNG grid per cohort (its first `per_sheet` items, 8 per row, captioned by item id)."""
+    paths, cols = [], 8
     for (cohort,), rows in manifest.sort("item_id").group_by("cohort_id", maintain_order=True):
         rows = rows.head(per_sheet)
-        cols = 8
-        nrows = (rows.height + cols - 1) // cols
-        fig, axes = plt.subplots(nrows, cols, figsize=(cols * 1.2, nrows * 1.3), squeeze=False)
-        for ax in axes.flat:
-            ax.axis("off")
-        for ax, (item_id, key) in zip(axes.flat, rows.select("item_id", "key").iter_rows(), strict=False):
-            ax.imshow(cache.get(key).permute(1, 2, 0).numpy())
-            ax.set_title(str(item_id), fontsize=6)
-        fig.suptitle(f"cohort {cohort}", fontsize=9)
+        covers = torch.stack([cache.get(key) for key in rows["key"]])  # (n, 3, H, W)
+        ids = [str(item_id) for item_id in rows["item_id"]]
         path = Path(out_dir) / f"cohort_{cohort}.png"
-        atomic_write(path, lambda tmp, f=fig: f.savefig(tmp, format="png", dpi=80))
-        plt.close(fig)
+        contact_sheet(
+            path,
+            [covers[s : s + cols] for s in range(0, len(covers), cols)],
+            labels=[ids[s : s + cols] for s in range(0, len(ids), cols)],
+            title=f"cohort {cohort}",
+        )
         paths.append(path)
     return paths
 

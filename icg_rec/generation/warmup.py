@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from icg_rec.device import autocast, resolve_device, resolve_dtype
 from icg_rec.errors import SchemaError
+from icg_rec.figures import contact_sheet
 from icg_rec.generation.pipeline import ICGPipeline
 from icg_rec.generation.prompter import ImageLike, to_pil
 from icg_rec.generation.sampling import denoising_target, to_model_space
@@ -142,7 +143,7 @@ class WarmupTrainer:
                 titles[:count], images_list[:count], seed=config.seed,
                 num_inference_steps=config.sample_steps, guidance_scale=config.guidance_scale, output_type="pt",
             ).images  # fmt: skip
-            save_contact_sheet(Path(output_dir) / "contact_sheet.png", [targets[:count].cpu(), covers])
+            contact_sheet(Path(output_dir) / "contact_sheet.png", [targets[:count].cpu(), covers])
         return self
 
     @torch.no_grad()
@@ -309,21 +310,3 @@ def prepare_items(
             values = [F.pad(v, (width - v.shape[1], 0), value=pad) for v in values]  # left padding
         out[key] = torch.cat(values)
     return out
-
-
-def save_contact_sheet(path: str | Path, rows: Sequence[torch.Tensor]) -> Path:
-    """Writes a PNG grid: one row per tensor (e.g. references, then generated covers).
-
-    Args:
-        path: the PNG to write.
-        rows: tensors (n, 3, H, W) in [0, 1] with the same n, H, W.
-
-    Returns:
-        The path written.
-    """
-    grid = torch.cat(
-        [torch.cat(list(row.float().clamp(0, 1)), dim=2) for row in rows], dim=1
-    )  # (3, rows*H, n*W)
-    array = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    image = Image.fromarray(array)
-    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))

@@ -4,7 +4,7 @@ Statistics (user-level bootstrap, DeLong) live in `icg_rec.metrics.stats`.
 """
 
 from icg_rec.metrics.calibration import calibration_table, ece
-from icg_rec.metrics.classification import GAUC, auc, gauc, logloss, relaimpr, uauc
+from icg_rec.metrics.classification import GAUC, auc, format_relaimpr, gauc, logloss, relaimpr, uauc
 from icg_rec.metrics.topk import hit_rate_at_k, ndcg_at_k, recall_at_k
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "auc",
     "calibration_table",
     "ece",
+    "format_relaimpr",
     "gauc",
     "hit_rate_at_k",
     "logloss",

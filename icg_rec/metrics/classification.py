@@ -107,24 +107,31 @@ def logloss(labels: Any, probs: Any, weights: Any | None = None) -> float:
     return float(np.average(row_logloss(y, p), weights=w))
 
 
-def relaimpr(auc_model: float, auc_base: float) -> float:
+def relaimpr(auc_model: float, auc_base: float) -> float | None:
     """DIN's relative improvement of an AUC over a baseline, as a fraction (0.05 = +5%).
 
-    RelaImpr = (AUC_model - 0.5) / (AUC_base - 0.5) - 1: the gain measured above random guessing.
+    RelaImpr = (AUC_model - 0.5) / (AUC_base - 0.5) - 1: the gain measured above random guessing. It is
+    undefined when the baseline is no better than random (AUC_base <= 0.5): the ratio then flips sign or
+    divides by zero (a better model would read as -400%).
 
     Args:
         auc_model: AUC of the model under test.
-        auc_base: AUC of the baseline; must differ from 0.5.
+        auc_base: AUC of the baseline.
 
     Returns:
-        The relative improvement (multiply by 100 for percent).
+        The relative improvement (multiply by 100 for percent), or None where it is undefined.
     """
     for name, value in (("auc_model", auc_model), ("auc_base", auc_base)):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be an AUC in [0, 1], got {value}")
-    if auc_base == 0.5:
-        raise ValueError("auc_base is 0.5 (random): RelaImpr divides by auc_base - 0.5")
+    if auc_base <= 0.5:
+        return None
     return (auc_model - 0.5) / (auc_base - 0.5) - 1.0
+
+
+def format_relaimpr(value: float | None) -> str:
+    """RelaImpr for a report: "+5.00%", or "undefined (baseline AUC <= 0.5)"."""
+    return "undefined (baseline AUC <= 0.5)" if value is None else f"{value:+.2%}"
 
 
 def row_logloss(y: np.ndarray, p: np.ndarray) -> np.ndarray:

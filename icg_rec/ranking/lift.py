@@ -21,8 +21,9 @@ from icg_rec.features.frames import (
     attach_item_vectors,
     pca_item_vectors,
 )
+from icg_rec.figures import new_figure, save_figure
 from icg_rec.io import atomic_write, write_json
-from icg_rec.metrics import auc, calibration_table, gauc, logloss, relaimpr
+from icg_rec.metrics import auc, calibration_table, format_relaimpr, gauc, logloss, relaimpr
 from icg_rec.metrics.stats import paired_bootstrap
 from icg_rec.ranking.base import FeatureSpec, Ranker
 
@@ -57,7 +58,7 @@ class ArmResult:
 
 @dataclass
 class TreatmentLift:
-    relaimpr: float  # RelaImpr of the treatment's AUC over the baseline's (averaged predictions)
+    relaimpr: float | None  # RelaImpr of the treatment's AUC over the baseline's; None: baseline AUC <= 0.5
     auc_delta: float  # treatment AUC - baseline AUC (averaged predictions)
     ci95: tuple[float, float]  # user-level paired bootstrap interval of auc_delta
     p_value: float  # bootstrap p-value of auc_delta != 0
@@ -165,7 +166,7 @@ def run_lift(
             labels, base.predictions, arm.predictions, groups, auc, config.n_boot, config.bootstrap_seed
         )
         lift[name] = TreatmentLift(
-            relaimpr=float(relaimpr(arm.auc, base.auc)),
+            relaimpr=relaimpr(arm.auc, base.auc),
             auc_delta=arm.auc - base.auc,
             ci95=(float(boot.ci95[0]), float(boot.ci95[1])),
             p_value=float(boot.p_value),
@@ -239,9 +240,16 @@ def write_lift_report(result: LiftResult, folder: str | Path, meta: dict) -> Pat
     return path
 
 
+def _title(s: dict) -> str:
+    """ "# Lift: <dataset> (<protocol>), ranker <ranker>", leaving out what the caller did not name."""
+    title = "# Lift" + (f": {s['dataset']}" if s.get("dataset") else "")
+    title += f" ({s['protocol']})" if s.get("protocol") else ""
+    return title + (f", ranker {s['ranker']}" if s.get("ranker") else "")
+
+
 def _markdown(s: dict) -> str:
     lines = [
-        f"# Lift: {s['dataset']} ({s.get('protocol', '')}), ranker {s['ranker']}",
+        _title(s),
         "",
         f"{s['n_train']} training rows, {s['n_test']} test rows ({s['n_users_test']} users). "
         "Arm metrics are on seed-averaged predictions; the CI and p-value come from a user-level "
@@ -265,7 +273,7 @@ def _markdown(s: dict) -> str:
     for name, t in s["lift"].items():
         lines.append(
             f"| {name} | {t['auc_delta']:+.4f} | [{t['ci95'][0]:+.4f}, {t['ci95'][1]:+.4f}] | "
-            f"{t['p_value']:.3f} | {t['relaimpr']:+.2%} | {t['delta_seed_mean']:+.4f} ± "
+            f"{t['p_value']:.3f} | {format_relaimpr(t['relaimpr'])} | {t['delta_seed_mean']:+.4f} ± "
             f"{t['delta_seed_sd']:.4f} | {t['seeds_positive']}/{len(t['delta_per_seed'])} |"
         )
     lines += ["", "![ROC](roc.png)", "", "![per-user AUC delta](user_auc_delta.png)", ""]
@@ -276,19 +284,19 @@ def _markdown(s: dict) -> str:
 def _plot_roc(result: LiftResult, path: Path) -> None:
     from sklearn.metrics import roc_curve
 
-    fig, ax = _figure()
+    fig, ax = new_figure()
     for name, arm in result.arms.items():
         fpr, tpr, _ = roc_curve(result.labels, arm.predictions)
         ax.plot(fpr, tpr, label=f"{name} (AUC {arm.auc:.4f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC per arm")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_user_deltas(result: LiftResult, baseline: str, path: Path) -> None:
     base = per_user_auc(result.labels, result.arms[baseline].predictions, result.groups)
-    fig, ax = _figure()
+    fig, ax = new_figure()
     for name in result.lift:
         treat = per_user_auc(result.labels, result.arms[name].predictions, result.groups)
         deltas = np.array([treat[user] - base[user] for user in base])
@@ -298,35 +306,18 @@ def _plot_user_deltas(result: LiftResult, baseline: str, path: Path) -> None:
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set(xlabel=f"per-user AUC delta vs {baseline}", ylabel="users", title="Per-user AUC deltas")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_calibration(result: LiftResult, path: Path) -> None:
-    fig, ax = _figure()
+    fig, ax = new_figure()
     for name, arm in result.arms.items():
         table = calibration_table(result.labels, arm.predictions).drop_nulls("predicted")
         ax.plot(table["predicted"], table["observed"], marker="o", label=name)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
     ax.set(xlabel="mean predicted p(click)", ylabel="observed click rate", title="Calibration")
     ax.legend(fontsize=8)
-    _save(fig, path)
-
-
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(6, 4.5))
-
-
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _hold_out(train: pl.DataFrame, fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame | None]:

@@ -80,6 +80,12 @@ def test_report_has_the_contract_keys_and_plots(lift_result, tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (tmp_path / "report.md").read_text()
     assert "| taste |" in report and "![ROC](roc.png)" in report
+    assert report.splitlines()[0] == "# Lift: tiny, ranker lightgbm"  # no "()" for a missing protocol
+
+
+def test_report_title_of_an_unnamed_dataset(lift_result, tmp_path):
+    write_lift_report(lift_result, tmp_path, {})
+    assert (tmp_path / "report.md").read_text().splitlines()[0] == "# Lift"
 
 
 def test_per_user_auc_skips_single_class_users():
