@@ -1,4 +1,4 @@
-"""Data: the schemas and their validators, MovieLens loaders and posters, splits, negatives.
+"""Data: the dataset contract (your own tables in), the schemas and their validators, MovieLens loaders and posters, splits, negatives.
 
 SimWorld lives in `icg_rec.data.sim`.
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from icg_rec._lazy import attach
 
 if TYPE_CHECKING:
+    from icg_rec.data.contract import ColumnMapping, read_interactions, read_items
     from icg_rec.data.images import load_image
     from icg_rec.data.movielens import attach_posters, load_movielens, load_movielens_with_posters
     from icg_rec.data.schema import (
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __getattr__, __dir__, __all__ = attach(
     __name__,
     {
+        "contract": ["ColumnMapping", "read_interactions", "read_items"],
         "schema": [
             "Dataset",
             "INTERACTIONS_SCHEMA",
