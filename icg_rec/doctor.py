@@ -12,9 +12,6 @@ import importlib.metadata as metadata
 import platform
 from dataclasses import dataclass
 
-from packaging.requirements import Requirement
-from packaging.version import Version
-
 # FBGEMM (major, minor) -> the torch (major, minor) it is built for; from FBGEMM's release notes.
 FBGEMM_FOR_TORCH = {(1, 8): (2, 13), (1, 9): (2, 14)}
 # The torchrec release that goes with each FBGEMM release.
@@ -38,6 +35,8 @@ def _installed(distribution: str) -> str | None:
 
 
 def _minor(version: str) -> tuple[int, int]:
+    from packaging.version import Version
+
     release = Version(version).release
     return release[0], release[1] if len(release) > 1 else 0
 
@@ -83,6 +82,8 @@ def missing_torchrec_message(error: BaseException) -> str:
 
 def _check_requirements() -> list[Finding]:
     """icg_rec's declared core requirements against what is installed (skipped when run from source)."""
+    from packaging.requirements import Requirement
+
     try:
         requires = metadata.requires("icg_rec") or []
     except metadata.PackageNotFoundError:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import icg_rec
-from icg_rec.cli import COMMANDS, build_parser, main
+from icg_rec.cli import COMMANDS, build_parser, console_main, main
 
 PACKAGE = Path(icg_rec.__file__).parent
 
@@ -64,3 +64,35 @@ def test_an_unknown_command_exits_with_usage(capsys):
     with pytest.raises(SystemExit):
         main(["no-such-group"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_help_says_what_the_tool_does_and_shows_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    assert "personalized item covers for your recommender system" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["rewards", "score", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--batch-size BATCH_SIZE (default: 32)" in help_text
+    assert "--out OUT parquet of scores, one row per cover" in help_text  # required: no "(default: None)"
+
+
+def test_a_parse_error_is_one_line_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        console_main(["cohorts", "fit", "--users", "u.parquet"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "icg-rec cohorts fit: error: the following arguments are required: --out (see icg-rec cohorts fit --help)"
+    ]
+
+
+def test_a_refused_input_is_one_line_and_exit_2_never_a_traceback(tmp_path, capsys):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path\nx.png\n")
+    argv = ["rewards", "score", "--manifest", str(manifest), "--out", str(tmp_path / "s.parquet")]
+    assert console_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("icg-rec: error: manifest ") and "has no image_path column" in err
+    assert len(err.strip().splitlines()) == 1
