@@ -27,11 +27,17 @@ def checkpoint_version(folder: Path, extra: str = "") -> str:
 
 
 def require_hf_folder(path: str | Path) -> Path:
-    """`path` as a Path, or CheckpointError if it is not a folder holding a config.json."""
+    """`path` as a Path, or CheckpointError if it is not a folder holding a config.json and weights.
+
+    Checked before anything is built: transformers given a folder without config.json may build its
+    default configuration (a 7B Llama), and without weights it initialises the model at random.
+    """
     folder = Path(path)
     if not (folder / "config.json").is_file():
         raise CheckpointError(
             f"{folder} is not a local Hugging Face checkpoint folder (no config.json); "
             "expected a folder written by save_pretrained (nothing is downloaded)"
         )
+    if not any(p.suffix in _WEIGHT_SUFFIXES for p in folder.iterdir()):
+        raise CheckpointError(f"{folder} holds no weights ({', '.join('*' + s for s in _WEIGHT_SUFFIXES)})")
     return folder

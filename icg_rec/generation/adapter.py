@@ -19,7 +19,10 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.embeddings import IPAdapterPlusImageProjection
 
 from icg_rec.errors import CheckpointError
-from icg_rec.generation.modules import PipelineModule
+from icg_rec.generation.modules import (
+    ModelMixin,  # noqa: F401  (diffusers looks a component's base class up here)
+    PipelineModule,
+)
 
 RESAMPLER_DEPTH = 4  # diffusers' IP-Adapter loader always builds 4 resampler blocks
 HEAD_DIM = 64  # diffusers' IP-Adapter loader infers heads as width // 64

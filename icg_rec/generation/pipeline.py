@@ -21,12 +21,27 @@ from PIL import Image
 
 from icg_rec.errors import CheckpointError
 from icg_rec.generation.adapter import CoverAdapter
+from icg_rec.generation.modules import require_files
 from icg_rec.generation.prompter import ImageLike, MetaTokenPrompter
 from icg_rec.generation.refiner import UserRefiner
 from icg_rec.generation.sampling import denoise, to_images
-from icg_rec.io import read_json, write_json
+from icg_rec.io import read_json, verify_folder, write_folder, write_json
 
-INDEX_NAME = "icg_pipeline.json"
+INDEX_NAME = "model_index.json"  # diffusers' pipeline index
+SHIM_MODULE = "pipeline_icg"  # the custom-pipeline file diffusers imports ICGPipeline through
+SHIM_SOURCE = (
+    '"""Lets `DiffusionPipeline.from_pretrained(this folder, trust_remote_code=True)` find ICGPipeline."""\n\n'
+    "from icg_rec.generation.pipeline import ICGPipeline  # noqa: F401  (needs icg_rec installed)\n"
+)
+# component -> (library, class) as diffusers records them in model_index.json
+COMPONENTS = {
+    "unet": ("diffusers", "UNet2DConditionModel"),
+    "scheduler": ("diffusers", "DDIMScheduler"),
+    "prompter": ("icg_rec.generation.prompter", "MetaTokenPrompter"),
+    "refiner": ("icg_rec.generation.refiner", "UserRefiner"),
+    "adapter": ("icg_rec.generation.adapter", "CoverAdapter"),
+    "vae": ("diffusers", "AutoencoderKL"),
+}
 
 
 @dataclass
@@ -174,16 +189,23 @@ class ICGPipeline(DiffusionPipeline):
         return ICGPipelineOutput(images=[Image.fromarray(a) for a in arrays])
 
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
-        """Writes every component into its own subfolder plus `icg_pipeline.json`."""
-        folder = Path(save_directory)
-        self.unet.save_pretrained(folder / "unet")
-        self.scheduler.save_pretrained(folder / "scheduler")
-        if self.vae is not None:
-            self.vae.save_pretrained(folder / "vae")
-        self.prompter.save_pretrained(folder / "prompter")
-        self.refiner.save_pretrained(folder / "refiner")
-        self.adapter.save_pretrained(folder / "adapter")
-        write_json(folder / INDEX_NAME, {"pipeline": "ICGPipeline", "vae": self.vae is not None})
+        """Writes the pipeline the diffusers way, atomically, with a MANIFEST.json of file hashes.
+
+        `model_index.json` names each component's library and class; every component saves into its own
+        subfolder through its `save_pretrained` (diffusers' `DiffusionPipeline.save_pretrained`). The
+        folder also holds `pipeline_icg.py`, two lines that import `ICGPipeline` from the installed icg_rec,
+        so that a diffusers user can load it with `DiffusionPipeline.from_pretrained(folder,
+        trust_remote_code=True)`. An existing folder is replaced only once the new one is complete.
+        """
+
+        def write(folder: Path) -> None:
+            super(ICGPipeline, self).save_pretrained(folder, **kwargs)
+            index = read_json(folder / INDEX_NAME)
+            index["_class_name"] = [SHIM_MODULE, type(self).__name__]  # diffusers' custom-pipeline form
+            write_json(folder / INDEX_NAME, index)
+            (folder / f"{SHIM_MODULE}.py").write_text(SHIM_SOURCE)
+
+        write_folder(save_directory, write)
 
     @classmethod
     def from_pretrained(
@@ -193,7 +215,11 @@ class ICGPipeline(DiffusionPipeline):
         text_encoder: Any = None,
         torch_dtype: torch.dtype | None = None,
     ) -> "ICGPipeline":
-        """Loads a pipeline folder written by `save_pretrained` (local only).
+        """Loads a pipeline folder written by `save_pretrained` (local only), after verifying every file.
+
+        The folder's MANIFEST.json hashes are checked and `model_index.json` must name exactly the
+        components below before anything is built; each component then loads through its own
+        `from_pretrained`, which checks its files first. No code from the folder is run.
 
         Args:
             pretrained_model_name_or_path: the folder.
@@ -202,16 +228,36 @@ class ICGPipeline(DiffusionPipeline):
 
         Returns:
             The pipeline.
+
+        Raises:
+            CheckpointError: a missing, extra or corrupt file, or components other than ICGPipeline's.
         """
         folder = Path(pretrained_model_name_or_path)
+        verify_folder(folder, [INDEX_NAME])
         index = read_json(folder / INDEX_NAME)
-        unet = UNet2DConditionModel.from_pretrained(folder / "unet")
-        scheduler = DDIMScheduler.from_pretrained(folder / "scheduler")
-        vae = AutoencoderKL.from_pretrained(folder / "vae") if index.get("vae") else None
-        prompter = MetaTokenPrompter.from_pretrained(folder / "prompter", image_encoder, text_encoder)
-        refiner = UserRefiner.from_pretrained(folder / "refiner")
-        adapter = CoverAdapter.from_pretrained(folder / "adapter")
-        pipeline = cls(unet, scheduler, prompter, refiner, adapter, vae)
+        named = {  # an absent optional component is recorded as [null, null]
+            name: tuple(value)
+            for name, value in index.items()
+            if not name.startswith("_") and value != [None, None]
+        }
+        expected = {name: value for name, value in COMPONENTS.items() if name != "vae" or "vae" in named}
+        if named != expected:
+            raise CheckpointError(
+                f"{folder / INDEX_NAME} does not describe an ICGPipeline: components {named}, expected {expected}"
+            )
+        load = {
+            "unet": lambda path: UNet2DConditionModel.from_pretrained(path),
+            "scheduler": lambda path: DDIMScheduler.from_pretrained(path),
+            "vae": lambda path: AutoencoderKL.from_pretrained(path),
+            "prompter": lambda path: MetaTokenPrompter.from_pretrained(path, image_encoder, text_encoder),
+            "refiner": lambda path: UserRefiner.from_pretrained(path),
+            "adapter": lambda path: CoverAdapter.from_pretrained(path),
+        }
+        for name in named:  # diffusers' own loaders fall back to defaults where a config is missing
+            if name in ("unet", "scheduler", "vae"):
+                config = "scheduler_config.json" if name == "scheduler" else "config.json"
+                require_files(folder / name, [config], f"the {name} of {folder}")
+        pipeline = cls(**{name: load[name](folder / name) for name in named})
         if torch_dtype is not None:
             pipeline.to(dtype=torch_dtype)
         return pipeline

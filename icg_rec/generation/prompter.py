@@ -27,8 +27,13 @@ from torch import nn
 from transformers import AutoModel, AutoProcessor, AutoTokenizer, LlamaConfig, LlamaModel, PreTrainedModel
 
 from icg_rec.data.images import load_image
+from icg_rec.encoders.checkpoints import require_hf_folder
 from icg_rec.errors import CheckpointError, SchemaError
-from icg_rec.generation.modules import PipelineModule
+from icg_rec.generation.modules import (
+    ModelMixin,  # noqa: F401  (diffusers looks a component's base class up here)
+    PipelineModule,
+    require_files,
+)
 from icg_rec.io import config_from_dict, load_weights, read_json, save_weights, write_json
 
 CONFIG_NAME = "prompter_config.json"
@@ -268,30 +273,49 @@ class MetaTokenPrompter(PipelineModule):
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | Path, image_encoder: Any = None, text_encoder: Any = None
+        cls,
+        folder: str | Path,
+        image_encoder: Any = None,
+        text_encoder: Any = None,
+        torch_dtype: torch.dtype | None = None,
+        **_: Any,
     ) -> "MetaTokenPrompter":
-        """Loads a prompter saved by `save_pretrained` (encoders as in `build`)."""
+        """Loads a prompter saved by `save_pretrained` (encoders as in `build`).
+
+        Every file it needs is checked first (the config, the trained weights and, for the embedded
+        default, `backbone/config.json` and its weights), so a missing file is a CheckpointError naming
+        it, never a backbone built from a library's default config.
+        """
         folder = Path(folder)
+        require_files(folder, [CONFIG_NAME, WEIGHTS_NAME], "the prompter")
         config = config_from_dict(
             PrompterConfig, read_json(folder / CONFIG_NAME), source=str(folder / CONFIG_NAME)
         )
         if config.backbone is None:
-            if not (folder / BACKBONE_DIR).is_dir():
-                raise CheckpointError(f"embedded prompter at {folder} has no {BACKBONE_DIR}/ folder")
+            require_files(
+                folder / BACKBONE_DIR, ["config.json", "model.safetensors"], "the embedded prompter backbone"
+            )
             built = cls.build(config, image_encoder, text_encoder)
             backbone = LlamaModel.from_pretrained(folder / BACKBONE_DIR)
             prompter = cls(config, backbone, None, built.image_encoder, built.text_encoder)
         else:
             prompter = cls.build(config, image_encoder, text_encoder)
         state = load_weights(folder / WEIGHTS_NAME)
-        missing, unexpected = prompter.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = prompter.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # shapes differ: other encoders than at save time, or another config
+            raise CheckpointError(
+                f"{folder / WEIGHTS_NAME} does not fit the prompter built from {folder / CONFIG_NAME} with "
+                f"the encoders given (saved with image encoder {config.image_encoder!r}, text encoder "
+                f"{config.text_encoder!r} unless others were passed then): {str(err).splitlines()[-1].strip()}"
+            ) from err
         missing = [key for key in missing if not key.startswith("backbone.") or "lora_" in key]
         if missing or unexpected:
             raise CheckpointError(
                 f"{folder / WEIGHTS_NAME} does not match {folder / CONFIG_NAME}: "
                 f"missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
-        return prompter
+        return prompter if torch_dtype is None else prompter.to(dtype=torch_dtype)
 
 
 def _kind(config: PrompterConfig, backbone: PreTrainedModel) -> str:
@@ -302,11 +326,7 @@ def _kind(config: PrompterConfig, backbone: PreTrainedModel) -> str:
 
 def _load_hf_backbone(path: str) -> tuple[PreTrainedModel, Any]:
     """Loads a local HF model (base model, no LM head) and its processor or tokenizer, left padded."""
-    folder = Path(path)
-    if not (folder / "config.json").is_file():
-        raise CheckpointError(
-            f"MLLM folder {folder} has no config.json; expected a local Hugging Face checkpoint"
-        )
+    folder = require_hf_folder(path)  # config.json and weights, before transformers builds anything
     backbone = AutoModel.from_pretrained(folder)
     if backbone.config.model_type in VLM_IMAGE_MARKUP:
         processor = _load_vlm_processor(folder, backbone.config.model_type)

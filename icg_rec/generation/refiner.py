@@ -5,7 +5,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from icg_rec.generation.modules import PipelineModule
+from icg_rec.generation.modules import (
+    ModelMixin,  # noqa: F401  (diffusers looks a component's base class up here)
+    PipelineModule,
+)
 
 
 @dataclass

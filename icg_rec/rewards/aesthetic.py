@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from icg_rec.encoders.checkpoints import require_hf_folder
 from icg_rec.errors import CheckpointError
 from icg_rec.rewards.base import RewardInputs
 
@@ -157,9 +158,7 @@ def load_clip(path: str | Path):
     """A frozen transformers CLIPModel from a local folder, raising CheckpointError naming the folder."""
     from transformers import CLIPModel
 
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise CheckpointError(f"no CLIPModel checkpoint (config.json) in {path}")
+    path = require_hf_folder(path)  # config.json and weights, before transformers builds anything
     try:
         model = CLIPModel.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as err:

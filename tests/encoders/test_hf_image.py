@@ -17,7 +17,7 @@ from transformers import (
     SiglipVisionModel,
 )
 
-from icg_rec.encoders import HFImageEncoder, load_image_encoder
+from icg_rec.encoders import HFImageEncoder, load_image_encoder, load_text_encoder
 from icg_rec.errors import CheckpointError
 
 VISION = dict(
@@ -117,3 +117,13 @@ def test_unsupported_or_missing_checkpoints_are_refused(tmp_path):
         load_image_encoder(str(tmp_path / "bert"))
     with pytest.raises(CheckpointError, match="no config.json"):
         load_image_encoder(str(tmp_path / "nowhere"))
+
+
+@pytest.mark.parametrize("load", [load_image_encoder, load_text_encoder])
+def test_a_folder_without_weights_is_refused_before_anything_is_built(tmp_path, load):
+    BertModel(
+        BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    ).save_pretrained(tmp_path / "bert")
+    (tmp_path / "bert" / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"bert holds no weights \(\*.safetensors"):
+        load(str(tmp_path / "bert"))

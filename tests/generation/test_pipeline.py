@@ -188,10 +188,16 @@ def test_embedded_unet_width_must_suit_the_pooling_heads():
 def test_missing_backbone_folders_are_named(tmp_path, encoders):
     with pytest.raises(CheckpointError, match="has no unet/"):
         load_diffusion_backbone(tmp_path)
-    with pytest.raises(CheckpointError, match="has no config.json"):
+    with pytest.raises(CheckpointError, match="no config.json"):
         MetaTokenPrompter.build(PrompterConfig(backbone=str(tmp_path)), *encoders)
-    with pytest.raises(CheckpointError, match="no JSON file"):
+    with pytest.raises(CheckpointError, match="has no MANIFEST.json"):
         ICGPipeline.from_pretrained(tmp_path, *encoders)
+
+
+def test_other_encoders_than_at_save_time_are_a_checkpoint_error(embedded, tmp_path):
+    embedded.save_pretrained(tmp_path / "pipe")
+    with pytest.raises(CheckpointError, match="saved with image encoder"):
+        ICGPipeline.from_pretrained(tmp_path / "pipe")  # the default encoders are wider than the test ones
 
 
 def test_pil_and_path_images_are_read(embedded, covers, tmp_path):
@@ -235,3 +241,55 @@ def test_plug_and_play_idefics3_reads_the_image_through_its_own_vision_tower(sd_
     other = prompter(prompter.prepare(TITLES[:2], list(covers[2:4])))
     assert (meta - other).abs().max() > 0  # the image changes the meta states
     assert pipe(TITLES, list(covers), num_inference_steps=2, output_type="pt").images.shape == (4, 3, 16, 16)
+
+
+def test_a_diffusers_user_loads_the_folder_with_diffusion_pipeline(covers, tmp_path, monkeypatch):
+    import json
+
+    import diffusers.utils.dynamic_modules_utils as dynamic_modules
+    from diffusers import DiffusionPipeline
+
+    monkeypatch.setattr(dynamic_modules, "HF_MODULES_CACHE", str(tmp_path / "modules"))  # not ~/.cache
+    torch.manual_seed(0)
+    embedded = build_pipeline(_embedded_config())  # the default encoders: what a diffusers user gets
+    embedded.set_progress_bar_config(disable=True)
+    embedded.save_pretrained(tmp_path / "pipe")
+    index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
+    assert index["_class_name"] == ["pipeline_icg", "ICGPipeline"]
+    assert index["prompter"] == ["icg_rec.generation.prompter", "MetaTokenPrompter"]
+    loaded = DiffusionPipeline.from_pretrained(tmp_path / "pipe", trust_remote_code=True)
+    assert type(loaded) is ICGPipeline
+    loaded.set_progress_bar_config(disable=True)
+    ours = embedded(TITLES, list(covers), seed=1, num_inference_steps=2, output_type="pt").images
+    theirs = loaded(TITLES, list(covers), seed=1, num_inference_steps=2, output_type="pt").images
+    torch.testing.assert_close(theirs, ours)
+
+
+def test_a_missing_prompter_backbone_config_is_named_before_anything_is_built(embedded, encoders, tmp_path):
+    embedded.save_pretrained(tmp_path / "pipe")
+    (tmp_path / "pipe" / "prompter" / "backbone" / "config.json").unlink()
+    with pytest.raises(CheckpointError, match=r"backbone/config.json"):
+        ICGPipeline.from_pretrained(tmp_path / "pipe", *encoders)  # the manifest names it
+    with pytest.raises(CheckpointError, match=r"backbone is incomplete: config.json is missing"):
+        MetaTokenPrompter.from_pretrained(tmp_path / "pipe" / "prompter", *encoders)  # and so does the loader
+
+
+def test_a_model_index_with_other_components_is_refused(embedded, encoders, tmp_path):
+    import json
+
+    from icg_rec.io import write_folder
+
+    embedded.save_pretrained(tmp_path / "pipe")
+
+    def retarget(folder):
+        import shutil
+
+        shutil.copytree(tmp_path / "pipe", folder, dirs_exist_ok=True)
+        (folder / "MANIFEST.json").unlink()
+        index = json.loads((folder / "model_index.json").read_text())
+        index["adapter"] = ["somewhere.else", "EvilAdapter"]
+        (folder / "model_index.json").write_text(json.dumps(index))
+
+    write_folder(tmp_path / "other", retarget)
+    with pytest.raises(CheckpointError, match="does not describe an ICGPipeline"):
+        ICGPipeline.from_pretrained(tmp_path / "other", *encoders)

@@ -44,7 +44,7 @@ def test_resumed_warmup_equals_an_uninterrupted_one(encoders, covers, tmp_path):
         titles, covers, output_dir=tmp_path
     )
     assert (tmp_path / "contact_sheet.png").is_file() and (
-        tmp_path / "pipeline" / "icg_pipeline.json"
+        tmp_path / "pipeline" / "model_index.json"
     ).is_file()
     assert Image.open(tmp_path / "contact_sheet.png").size == (2 * 16, 2 * 16)
     resumed = WarmupTrainer(_pipeline(encoders), WarmupConfig(steps=4, **small)).fit(

@@ -69,5 +69,5 @@ def test_clip_aesthetic_loads_local_checkpoints_and_is_differentiable(tiny_clip,
     with pytest.raises(CheckpointError, match="input width 12"):
         torch.save(LaionAestheticHead(in_dim=768).state_dict(), tmp_path / "big.pth")
         ClipAestheticReward(tiny_clip, tmp_path / "big.pth")
-    with pytest.raises(CheckpointError, match="no CLIPModel"):
+    with pytest.raises(CheckpointError, match="no config.json"):
         ClipAestheticReward(tmp_path / "nowhere", tmp_path / "head.pth")
