@@ -70,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; bad input raises (`SchemaError`, `CheckpointError`, ...): for callers and tests."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the library's progress lines, on stderr
+    library = logging.getLogger("icg_rec")  # icg_rec's progress lines on stderr; other libraries' stay quiet
+    if not library.handlers:
+        library.addHandler(logging.StreamHandler())
+        library.setLevel(logging.INFO)
     return int(args.run(args) or 0)
 
 
