@@ -145,9 +145,13 @@ class RelevanceModel:
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "cpu") -> "RelevanceModel":
-        """Loads a model written by `save` onto `device`."""
+        """Loads a model written by `save` onto `device`; a missing file is a CheckpointError naming it, before
+        anything is built."""
         folder = Path(folder)
         target = resolve_device(device)
+        for name in ("config.json", "weights.safetensors"):
+            if not (folder / name).is_file():
+                raise CheckpointError(f"{folder} is not a relevance model: {name} is missing")
         meta = read_json(folder / "config.json")
         model = cls(
             config_from_dict(RelevanceConfig, meta["config"], source=str(folder / "config.json")), device
