@@ -51,7 +51,8 @@ def make_items(folder: Path, n: int = 6) -> pl.DataFrame:
     paths = []
     for i in range(n):
         path = folder / f"{i}.png"
-        Image.new("RGB", (4, 4), (i * 30, 10, 10)).save(path)
+        if not path.is_file():  # torchrun ranks call this at once: rewriting a file another rank hashes races
+            Image.new("RGB", (4, 4), (i * 30, 10, 10)).save(path)
         paths.append(str(path))
     return pl.DataFrame(
         {

@@ -26,8 +26,8 @@ class CnnTower(nn.Module):
             nn.Conv2d(2 * c, 4 * c, 3, stride=2, padding=1), nn.GELU(),
         )  # fmt: skip
         n_stats = colour_bins + 5 if colour_bins else 0
-        # fit runs the tower on every item's cover at once, so in training the batch statistics are the
-        # items'; afterwards the running statistics (of the same fixed covers) take their place
+        # a training step runs the tower on each distinct cover of its batch once, so the batch statistics
+        # are over covers (not rows); afterwards the running statistics (of the same covers) take their place
         self.stats_norm = nn.BatchNorm1d(n_stats, affine=False) if colour_bins else None
         self.out = nn.Linear(4 * c + 6 + n_stats, dim)
 

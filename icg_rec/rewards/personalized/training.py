@@ -102,7 +102,7 @@ def train_net(
     for _epoch in tqdm(range(config.epochs), desc="personalized reward", disable=not progress):
         net.train()
         for b in torch.tensor_split(torch.randperm(len(y), generator=gen).to(device), n_steps):
-            loss = _step_loss(net, config, images, (u, i, y, folds), b, history, negatives, gen)
+            loss = step_loss(net, config, images, (u, i, y, folds), b, history, negatives, gen)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -121,7 +121,7 @@ def train_net(
     return log
 
 
-def _step_loss(net, config, images, rows, b, history, negatives, gen) -> torch.Tensor:
+def step_loss(net, config, images, rows, b, history, negatives, gen) -> torch.Tensor:
     """BCE (+ user L2, + pairwise) of batch `b`, encoding only its covers; refreshes its history rows."""
     u, i, y, folds = rows
     pairs = _pairs(b, u, y, negatives, gen) if config.pairwise_weight and config.use_user else None
