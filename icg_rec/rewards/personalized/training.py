@@ -2,8 +2,8 @@
 
 Each step encodes only the covers of the batch's items, and reads each user's history log-likelihood
 from a `HistoryTable` kept up to date incrementally (incremental EM, Neal & Hinton 1998): the table
-holds every training row's per-taste log-likelihood, and a step refreshes the rows of its batch after
-the update, so every row's term is at most one epoch old and no step touches the whole log. The
+holds every training row's per-taste log-likelihood, and each step refreshes its batch's rows with the
+parameters it ran with, so every row's term is at most one epoch old and no step touches the whole log. The
 posterior over tastes is an E-step quantity: gradients do not flow through it into the history.
 """
 
@@ -121,8 +121,34 @@ def train_net(
     return log
 
 
-def step_loss(net, config, images, rows, b, history, negatives, gen) -> torch.Tensor:
-    """BCE (+ user L2, + pairwise) of batch `b`, encoding only its covers; refreshes its history rows."""
+def step_loss(
+    net: PersonalizedNet,
+    config: PersonalizedConfig,
+    images: torch.Tensor,
+    rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    b: torch.Tensor,
+    history: HistoryTable | None,
+    negatives: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """The loss of one training batch, at a cost that grows with the batch, not with the catalogue or log.
+
+    BCE (+ the user L2 penalty, + the pairwise term) of rows `b`, encoding only their distinct covers; the
+    users' histories come from `history`, whose rows `b` are then refreshed with this step's parameters.
+
+    Args:
+        net: the network (train mode).
+        config: training settings.
+        images: (n_items, ...) tower inputs; item table row r reads images[r - 1].
+        rows: (user rows, item rows, labels, history folds) of every training row, (n,) each.
+        b: (batch,) indices of the batch's training rows, unique.
+        history: the out-of-fold history table, or None without a history (`use_history=False`).
+        negatives: `negatives_by_user` of the training rows (for the pairwise term).
+        gen: draws the generic-user dropout and the pairwise negatives.
+
+    Returns:
+        The scalar loss, with gradient into `net`.
+    """
     u, i, y, folds = rows
     pairs = _pairs(b, u, y, negatives, gen) if config.pairwise_weight and config.use_user else None
     used = b if pairs is None else torch.cat([b, *pairs])
