@@ -32,6 +32,7 @@ COMMANDS = [
     ["refresh"],
     ["ab", "plan"],
     ["quickstart"],
+    ["ope"],
     ["doctor"],
 ]
 

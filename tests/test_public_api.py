@@ -16,6 +16,7 @@ PACKAGES = [
     "experiment",
     "features",
     "generation",
+    "ope",
     "ranking",
     "rewards",
 ]

@@ -180,8 +180,7 @@ def _pair_keys(pairs: pl.DataFrame, user_ids: np.ndarray, pool: np.ndarray) -> n
 
 def _is_member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     """`np.isin` for a sorted, non-empty set, by binary search."""
-    found = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
-    return sorted_set[found] == values
+    return lookup(sorted_set, values)[1]
 
 
 def _allowed_draws(users: np.ndarray, draws: np.ndarray, n_items: int, banned_keys: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ import torch
 
 from icg_rec.errors import CheckpointError, IcgRecError, SchemaError, UnknownIdError
 from icg_rec.io import read_json, write_json
+from icg_rec.validation import lookup
 
 KINDS = ("original", "generic", "cohort")  # kind code k + 1 in the slot matrices; 0 = empty slot
 ORIGINAL, GENERIC, COHORT = 1, 2, 3
@@ -111,8 +112,8 @@ class CoverCandidates:
     def item_rows(self, item_ids: np.ndarray) -> np.ndarray:
         """Row of each item id in the slot matrices; an item without candidates raises UnknownIdError."""
         ids = np.asarray(item_ids, dtype=np.int64)
-        pos = np.searchsorted(self.item_ids, ids).clip(0, len(self.item_ids) - 1)
-        if (unknown := self.item_ids[pos] != ids).any():
+        pos, known = lookup(self.item_ids, ids)
+        if (unknown := ~known).any():
             raise UnknownIdError(
                 f"{int(unknown.sum())} row(s) show item(s) without candidate covers, e.g. "
                 f"{sorted(set(ids[unknown].tolist()))[:5]}"
