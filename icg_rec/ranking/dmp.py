@@ -1,5 +1,5 @@
-"""DistributedModelParallel helpers: table- or row-wise sharding that keeps the single-process initial
-weights, full state dicts gathered from shards, and scores gathered across processes."""
+"""DistributedModelParallel helpers: table-, row- or column-wise sharding that keeps the single-process
+initial weights, full state dicts gathered from shards, and scores gathered across processes."""
 
 import numpy as np
 import torch
@@ -30,18 +30,24 @@ def rank_and_world() -> tuple[int, int]:
 
 
 def shard_tables(
-    model: nn.Module, device: torch.device, sharding: str = "table_wise"
+    model: nn.Module,
+    device: torch.device,
+    sharding: str = "table_wise",
+    per_table: dict[str, str] | None = None,
 ) -> DistributedModelParallel:
     """Wraps `model` in DMP: every embedding table on one process ("table_wise"), or each table's rows
-    split across the processes ("row_wise": CUDA/nccl only, torchrec's row-wise kernels need it).
+    split across the processes ("row_wise": CUDA/nccl only, torchrec's row-wise kernels need it), or
+    its columns ("column_wise", one slice per process; per_table only).
 
     DMP allocates fresh shard weights; they are overwritten with `model`'s tables so that training
-    starts from the same weights as single-process training.
+    starts from the same weights as single-process training. Tables on the meta device (e.g. a large
+    CoverFeatures table, loaded after sharding) keep DMP's fresh weights.
 
     Args:
         model: a model holding EmbeddingBagCollection(s), with optimizers already fused in backward.
         device: this process's device (CPU with gloo, cuda:local_rank with nccl).
-        sharding: "table_wise" or "row_wise".
+        sharding: "table_wise" or "row_wise", for every table not in `per_table`.
+        per_table: table name -> "table_wise", "column_wise" or "row_wise" for tables sharded otherwise.
 
     Returns:
         The sharded model (dense layers data-parallel).
@@ -49,20 +55,35 @@ def shard_tables(
     kinds = {"table_wise": ShardingType.TABLE_WISE.value, "row_wise": ShardingType.ROW_WISE.value}
     if sharding not in kinds:
         raise ValueError(f"sharding must be one of {sorted(kinds)}, got {sharding!r}")
-    if sharding == "row_wise" and device.type != "cuda":
-        raise DeviceError(
-            "row_wise sharding needs device='cuda' (torchrec's row-wise embedding kernels and the "
-            "reduce-scatter they use run on CUDA/nccl only); use sharding='table_wise' on CPU"
-        )
-    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    tables = [
-        t.name
+    widths = {
+        t.name: t.embedding_dim
         for m in model.modules()
         if isinstance(m, EmbeddingBagCollection)
         for t in m.embedding_bag_configs()
-    ]
-    constraints = {t: ParameterConstraints(sharding_types=[kinds[sharding]]) for t in tables}
-    topology = Topology(world_size=dist.get_world_size(), compute_device=device.type)
+    }
+    chosen = dict.fromkeys(widths, sharding) | (per_table or {})
+    if unknown := sorted(set(chosen) - set(widths)):
+        raise ValueError(
+            f"per_table names table(s) {unknown} that the model does not hold; it holds {sorted(widths)}"
+        )
+    kinds["column_wise"] = ShardingType.COLUMN_WISE.value
+    if bad := sorted(set(chosen.values()) - set(kinds)):
+        raise ValueError(f"per_table sharding must be one of {sorted(kinds)}, got {bad}")
+    if "row_wise" in chosen.values() and device.type != "cuda":
+        raise DeviceError(
+            "row_wise sharding needs device='cuda' (torchrec's row-wise embedding kernels and the "
+            "reduce-scatter they use run on CUDA/nccl only); use table_wise or column_wise on CPU"
+        )
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    world = dist.get_world_size()
+    constraints = {
+        # column-wise: one slice of columns per process (multiples of 4, as FBGEMM needs)
+        t: ParameterConstraints(sharding_types=[kinds[kind]], min_partition=-(-widths[t] // (4 * world)) * 4)
+        if kind == "column_wise"
+        else ParameterConstraints(sharding_types=[kinds[kind]])
+        for t, kind in chosen.items()
+    }
+    topology = Topology(world_size=world, compute_device=device.type)
     sharders = [EmbeddingBagCollectionSharder()]
     plan = EmbeddingShardingPlanner(topology=topology, constraints=constraints).collective_plan(
         model, sharders
@@ -70,7 +91,7 @@ def shard_tables(
     sharded = DistributedModelParallel(module=model, device=device, plan=plan, sharders=sharders)
     with torch.no_grad():
         for name, value in sharded.state_dict().items():
-            if isinstance(value, ShardedTensor):
+            if isinstance(value, ShardedTensor) and not initial[name].is_meta:
                 for shard in value.local_shards():
                     (r0, c0), (nr, nc) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
                     shard.tensor.copy_(initial[name][r0 : r0 + nr, c0 : c0 + nc])
@@ -83,9 +104,10 @@ def full_state_dict(model: nn.Module, device: torch.device) -> dict[str, torch.T
     state = {}
     for name, value in model.state_dict().items():
         if isinstance(value, ShardedTensor):
-            full = torch.empty(value.size(), device=device) if dist.get_rank() == 0 else None
+            dtype = value.metadata().tensor_properties.dtype
+            full = torch.empty(value.size(), dtype=dtype, device=device) if dist.get_rank() == 0 else None
             value.gather(dst=0, out=full)
-            full = full if full is not None else torch.empty(value.size(), device=device)
+            full = full if full is not None else torch.empty(value.size(), dtype=dtype, device=device)
             dist.broadcast(full, src=0)
             state[name] = full.cpu()
         else:
