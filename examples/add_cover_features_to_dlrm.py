@@ -45,7 +45,7 @@ from icg_rec.metrics.stats import paired_bootstrap
 def kjt(frame: pl.DataFrame) -> KeyedJaggedTensor:
     """One id per row for each key; DLRM reads the keys it has tables for and ignores the rest."""
     keys = ["user_id", "item_id", "cohort_id"]  # + covers: the row user's cohort
-    values = torch.cat([torch.from_numpy(frame[k].to_numpy()) for k in keys])
+    values = torch.cat([torch.tensor(frame[k].to_numpy()) for k in keys])
     return KeyedJaggedTensor.from_lengths_sync(
         keys=keys, values=values, lengths=torch.ones(len(values), dtype=torch.int32)
     )
