@@ -1,11 +1,14 @@
 """Polars interaction frames -> TorchRec `Batch`es: id rows as a KeyedJaggedTensor, dense floats, labels.
 
 Each sparse column gets a vocabulary at fit: ids seen in training map to rows 1..n, row 0 is the
-unknown/out-of-vocabulary row, and every encode counts how many ids fell there. The dense input is,
-in this order: the scalar columns of `dense` (standardized with training mean/std; a
-personalized reward score enters here as a column), the vector columns of `embeddings`, then,
-with a cover store, the cover vector of (item, cohort of the user) and a `has_cover` 0/1 flag. An
-ids-only spec gets a constant 1 as its dense input (DLRM's dense tower needs one).
+unknown/out-of-vocabulary row, and every encode counts how many ids fell there. A sparse column is
+an integer id per row or a list of ids per row (pl.List, e.g. a user's last clicked items): the KJT
+is jagged and the ranker mean-pools a list's embeddings. The dense input is, in this order: the
+scalar columns of `dense` (standardized with training mean/std; a personalized reward score enters
+here as a column), the vector columns of `embeddings`, then, with a cover store, the cover vector of
+(item, cohort of the user) and a `has_cover` 0/1 flag, then for each of `cover_lists` the mean cover
+of the listed items under the user's cohort. An ids-only spec gets a constant 1 as its dense input
+(DLRM's dense tower needs one).
 """
 
 from collections.abc import Iterator
@@ -34,32 +37,56 @@ BIAS_KEY = "bias"  # a constant 1: the dense input of an ids-only model (DLRM's 
 
 
 @dataclass
+class JaggedIds:
+    """Vocabulary rows of one sparse column, a list per frame row (of length 1 for a one-id column)."""
+
+    values: torch.Tensor  # (total,) int64 vocabulary rows; 0 = unknown id
+    offsets: torch.Tensor  # (n + 1,) int64: row r holds values[offsets[r] : offsets[r + 1]]
+
+    def take(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(values, lengths) of `rows` (int64 (b,)), row after row."""
+        starts = self.offsets[rows]  # (b,)
+        lengths = self.offsets[rows + 1] - starts  # (b,)
+        if len(self.values) == len(self.offsets) - 1:  # one id per row
+            return self.values[rows], lengths
+        shift = starts - (torch.cumsum(lengths, 0) - lengths)  # (b,) source minus destination start
+        index = torch.repeat_interleave(shift, lengths) + torch.arange(int(lengths.sum()))  # (total_b,)
+        return self.values[index], lengths
+
+
+@dataclass
 class EncodedFrame:
     """A whole frame as tensors, ready to be cut into batches, with what encoding had to count."""
 
-    ids: torch.Tensor  # (n, n_sparse) int64 vocabulary rows; 0 = unknown id
+    ids: dict[str, JaggedIds]  # sparse column -> vocabulary rows of each frame row
     dense: torch.Tensor  # (n, dense_width) float32
     labels: torch.Tensor  # (n,) float32; zeros where the frame has no label column
-    n_unknown: dict[str, int]  # sparse column -> rows whose id was not in the training vocabulary
+    n_unknown: dict[
+        str, int
+    ]  # sparse column -> ids not in the training vocabulary (rows, for one-id columns)
     n_cover_exact: int  # rows served the (item, cohort) cover
     n_cover_fallback: int  # rows served the item's default cover
     n_cover_missing: int  # rows with no cover (zero vector, has_cover = 0)
     n_default_cohort: int  # rows whose user has no cohort in the mapping (default cover asked)
+    list_covers: dict[str, dict[str, int]]  # cover list column -> listed items' exact / fallback / missing
 
     def __len__(self) -> int:
-        return self.ids.shape[0]
+        return self.labels.shape[0]
 
 
 class FeatureProvider:
     """Turns interaction frames into TorchRec batches; learns id vocabularies and dense scaling at fit.
 
     Args:
-        sparse: integer id columns, one embedding table each.
+        sparse: id columns, one embedding table each: an integer id or a list of them (pl.List) per row.
         dense: float scalar columns (standardized with the training mean/std).
         embeddings: vector columns, pl.Array(Float32, d), used as they are.
         label: the 0/1 click column (optional at encode: absent -> zero labels).
         cover_store: optional store; adds the cover of (row's item_id, cohort of row's user_id).
         user_cohorts: optional frame (user_id, cohort_id); users absent from it get DEFAULT_COHORT.
+        cover_lists: list columns of item ids (with a cover store) whose covers, under the row user's
+            cohort, are averaged into a dense `{column}_cover` vector; items without any cover are left
+            out of the mean (zeros when none has one).
     """
 
     def __init__(
@@ -70,6 +97,7 @@ class FeatureProvider:
         label: str = "label",
         cover_store: CoverEmbeddingStore | None = None,
         user_cohorts: pl.DataFrame | None = None,
+        cover_lists: list[str] | None = None,
     ) -> None:
         self.sparse = sparse
         self.dense = dense or []
@@ -77,23 +105,27 @@ class FeatureProvider:
         self.label = label
         self.cover_store = cover_store
         self.user_cohorts = user_cohorts
+        self.cover_lists = cover_lists or []
 
     def fit(self, train: pl.DataFrame) -> "FeatureProvider":
         """Learns vocabularies (sparse), mean/std (dense) and embedding widths from `train`.
 
         Returns:
-            self, with `vocab_`, `dense_mean_`, `dense_std_` and `dense_keys_` set.
+            self, with `vocab_`, `lists_`, `dense_mean_`, `dense_std_` and `dense_keys_` set.
         """
         if not self.sparse:
             raise SchemaError("a TorchRec ranker needs at least one sparse (id) column")
+        if self.cover_lists and self.cover_store is None:
+            raise SchemaError(f"cover_lists {self.cover_lists} need a cover_store")
         if train.height == 0:
             raise SchemaError("the training frame is empty")
         if self.user_cohorts is not None:
             check_columns(self.user_cohorts, ["user_id", "cohort_id"], "user_cohorts")
             if (dup := self.user_cohorts.filter(pl.col("user_id").is_duplicated())).height:
                 raise SchemaError(f"user_cohorts maps a user to several cohorts, e.g. {dup.head(4).rows()}")
+        self.lists_ = [c for c in self.sparse if c in train.columns and isinstance(train.schema[c], pl.List)]
         self._check(train, with_label=True)
-        self.vocab_ = {c: np.unique(train[c].to_numpy()).astype(np.int64) for c in self.sparse}
+        self.vocab_ = {c: np.unique(_flat_ids(train[c])[0]) for c in self.sparse}
         dense = _scalars(train, self.dense)  # (n, n_dense) float64
         self.dense_mean_ = dense.mean(axis=0)  # (n_dense,)
         std = dense.std(axis=0)  # (n_dense,)
@@ -102,6 +134,7 @@ class FeatureProvider:
         keys += [(c, train.schema[c].size) for c in self.embeddings]
         if self.cover_store is not None:
             keys += [(COVER_KEY, self.cover_store.dim), (HAS_COVER_KEY, 1)]
+        keys += [(f"{c}_cover", self.cover_store.dim) for c in self.cover_lists]
         self.dense_keys_ = keys or [(BIAS_KEY, 1)]
         return self
 
@@ -123,38 +156,54 @@ class FeatureProvider:
                 raise SchemaError(
                     f"embedding column {c!r} has width {frame.schema[c].size}; fitted on {dict(self.dense_keys_)[c]}"
                 )
-        ids, n_unknown = [], {}
+        ids, n_unknown = {}, {}
         for c in self.sparse:
-            values, vocab = frame[c].to_numpy().astype(np.int64), self.vocab_[c]
+            (values, offsets), vocab = _flat_ids(frame[c]), self.vocab_[c]
             rows = table_rows(vocab, values)
-            ids.append(rows)
+            ids[c] = JaggedIds(torch.from_numpy(rows), torch.from_numpy(offsets))
             n_unknown[c] = int((rows == 0).sum())
         parts = [((_scalars(frame, self.dense) - self.dense_mean_) / self.dense_std_).astype(np.float32)]
         parts += [frame[c].to_numpy().astype(np.float32) for c in self.embeddings]
-        cover_counts = [0, 0, 0, 0]
+        cover_counts, list_covers = [0, 0, 0, 0], {}
         if self.cover_store is not None:
             cohorts, n_default = self._cohorts(frame)
             found = self.cover_store.lookup(frame["item_id"].to_numpy(), cohorts)
             parts += [found.vectors, found.has_cover.astype(np.float32)[:, None]]
             cover_counts = [found.n_exact, found.n_fallback, found.n_missing, n_default]
+            for c in self.cover_lists:
+                mean, list_covers[c] = self._mean_list_cover(frame[c], cohorts)
+                parts.append(mean)
         if self.dense_keys_ == [(BIAS_KEY, 1)]:
             parts.append(np.ones((frame.height, 1), dtype=np.float32))
         labels = frame[self.label].to_numpy() if with_label else np.zeros(frame.height)
         return EncodedFrame(
-            torch.from_numpy(np.stack(ids, axis=1)),  # (n, n_sparse)
+            ids,
             torch.from_numpy(np.concatenate(parts, axis=1)),  # (n, dense_width)
             torch.from_numpy(labels.astype(np.float32)),  # (n,)
             n_unknown,
             *cover_counts,
+            list_covers,
         )
 
+    def _mean_list_cover(self, items: pl.Series, cohorts: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+        """(n, dim) mean cover of each row's listed items under the row's cohort, and the lookup counts."""
+        values, offsets = _flat_ids(items)
+        lengths = np.diff(offsets)  # (n,)
+        found = self.cover_store.lookup(values, np.repeat(cohorts, lengths))
+        row = np.repeat(np.arange(len(lengths)), lengths)  # (total,) frame row of each listed item
+        sums = np.zeros((len(lengths), self.cover_store.dim), dtype=np.float64)  # (n, dim)
+        np.add.at(sums, row[found.has_cover], found.vectors[found.has_cover])
+        counts = np.bincount(row[found.has_cover], minlength=len(lengths))  # (n,) covers found per row
+        mean = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)  # zeros where none was found
+        return mean, {"exact": found.n_exact, "fallback": found.n_fallback, "missing": found.n_missing}
+
     def batch(self, encoded: EncodedFrame, rows: torch.Tensor) -> Batch:
-        """The TorchRec Batch of `rows` (int64 indices) of an encoded frame: one id per key per row."""
-        ids = encoded.ids[rows]  # (b, n_sparse)
+        """The TorchRec Batch of `rows` (int64 indices) of an encoded frame; list columns are jagged."""
+        values, lengths = zip(*(encoded.ids[c].take(rows) for c in self.sparse), strict=True)
         sparse = KeyedJaggedTensor.from_lengths_sync(
             keys=self.sparse,
-            values=ids.T.reshape(-1),  # key-major: all rows of key 0, then key 1, ...
-            lengths=torch.ones(ids.numel(), dtype=torch.int32),
+            values=torch.cat(values),  # key-major: all rows of key 0, then key 1, ...
+            lengths=torch.cat(lengths).int(),
         )
         return Batch(dense_features=encoded.dense[rows], sparse_features=sparse, labels=encoded.labels[rows])
 
@@ -179,13 +228,22 @@ class FeatureProvider:
         return cohort.fill_null(DEFAULT_COHORT).to_numpy().astype(np.int64), cohort.null_count()
 
     def _check(self, frame: pl.DataFrame, with_label: bool) -> None:
-        needed = [*self.sparse, *self.dense, *self.embeddings]
+        needed = [*self.sparse, *self.dense, *self.embeddings, *self.cover_lists]
         needed += [self.label] if with_label else []
         needed += ["item_id", "user_id"] if self.cover_store is not None else []
         check_columns(frame, list(dict.fromkeys(needed)), "frame")
         for c in self.sparse:
-            if not frame.schema[c].is_integer():
-                raise SchemaError(f"sparse column {c!r} must be an integer id, got {frame.schema[c]}")
+            kind = "a list of integer ids (pl.List)" if c in self.lists_ else "an integer id"
+            if _is_id_list(frame.schema[c]) != (c in self.lists_) or not _integer_ids(frame.schema[c]):
+                raise SchemaError(f"sparse column {c!r} must be {kind}, as at fit; got {frame.schema[c]}")
+        for c in self.cover_lists:
+            if not (_is_id_list(frame.schema[c]) and _integer_ids(frame.schema[c])):
+                raise SchemaError(
+                    f"cover list column {c!r} must be a list of integer item ids, got {frame.schema[c]}"
+                )
+        for c in [*self.lists_, *self.cover_lists]:
+            if n := int((frame[c].list.len() - frame[c].list.drop_nulls().list.len()).sum() or 0):
+                raise SchemaError(f"list column {c!r} holds {n} null id(s) inside its lists")
         for c in self.embeddings:
             if not isinstance(frame.schema[c], pl.Array):
                 raise SchemaError(
@@ -221,9 +279,11 @@ class FeatureProvider:
             "dense": self.dense,
             "embeddings": self.embeddings,
             "label": self.label,
+            "cover_lists": self.cover_lists,
         }
         meta = {
             "columns": columns,
+            "lists": self.lists_,
             "dense_keys": self.dense_keys_,
             "cover_store": self.cover_store is not None,
         }
@@ -249,6 +309,7 @@ class FeatureProvider:
         store = CoverEmbeddingStore.load(folder / "cover_store") if meta["cover_store"] else None
         provider = cls(**meta["columns"], cover_store=store, user_cohorts=cohorts)
         provider.vocab_ = {c: tensors[f"vocab.{c}"].numpy() for c in provider.sparse}
+        provider.lists_ = meta.get("lists", [])  # written before list columns existed: none
         provider.dense_mean_ = tensors["dense_mean"].numpy()
         provider.dense_std_ = tensors["dense_std"].numpy()
         provider.dense_keys_ = [(k, w) for k, w in meta["dense_keys"]]
@@ -268,3 +329,23 @@ def _scalars(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
     if not columns:
         return np.zeros((frame.height, 0))
     return frame.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
+
+
+def _is_id_list(dtype: pl.DataType) -> bool:
+    return isinstance(dtype, pl.List)
+
+
+def _integer_ids(dtype: pl.DataType) -> bool:
+    """Whether a column holds integer ids, one per row or in lists."""
+    return (dtype.inner if isinstance(dtype, pl.List) else dtype).is_integer()
+
+
+def _flat_ids(column: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(values (total,) int64, offsets (n + 1,) int64) of an id column, one id per row or lists."""
+    if isinstance(column.dtype, pl.List):
+        lengths = column.list.len().to_numpy().astype(np.int64)
+        values = column.explode(empty_as_null=False).to_numpy().astype(np.int64)
+    else:
+        lengths = np.ones(len(column), dtype=np.int64)
+        values = column.to_numpy().astype(np.int64)
+    return values, np.concatenate([[0], np.cumsum(lengths)])

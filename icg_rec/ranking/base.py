@@ -11,7 +11,9 @@ import polars as pl
 class FeatureSpec:
     """Which columns of an interactions-with-features frame a ranker reads."""
 
-    sparse: list[str] = field(default_factory=list)  # integer id columns, one embedding table each
+    sparse: list[str] = field(
+        default_factory=list
+    )  # id columns (an int, or a pl.List of ints per row: TorchRec only)
     dense: list[str] = field(default_factory=list)  # float scalar columns
     embeddings: list[str] = field(default_factory=list)  # fixed-width float vector columns (pl.Array)
     label: str = "label"  # 1.0 click, 0.0 no click

@@ -8,7 +8,7 @@ from torch import nn
 from icg_rec.doctor import missing_torchrec_message
 
 try:
-    from torchrec import EmbeddingBagCollection, EmbeddingBagConfig
+    from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
     from torchrec.models.dlrm import DLRM, DLRM_DCN
 except (ImportError, OSError) as error:  # a missing or mixed FBGEMM build
     raise ImportError(missing_torchrec_message(error)) from error
@@ -39,13 +39,20 @@ class TorchRecConfig:
     sharding: str = "table_wise"  # under torchrun: "table_wise", or "row_wise" (device="cuda" only)
 
 
-def build_dlrm(config: TorchRecConfig, table_sizes: dict[str, int], dense_in_features: int) -> nn.Module:
+def build_dlrm(
+    config: TorchRecConfig,
+    table_sizes: dict[str, int],
+    dense_in_features: int,
+    mean_pooled: list[str] | tuple[str, ...] = (),
+) -> nn.Module:
     """A DLRM or DLRM_DCN with one embedding table per sparse feature, on CPU.
 
     Args:
         config: architecture fields (arch, embedding_dim, dense_hidden, over_hidden, dcn_*).
         table_sizes: sparse feature name -> rows of its table (row 0 = unknown id).
         dense_in_features: width of the dense input (covers included when switched on).
+        mean_pooled: features holding a list of ids per row, whose embeddings are averaged (the
+            others are summed: one id per row).
 
     Returns:
         The model; call it as model(dense (B, dense_in_features), kjt) -> logits (B, 1).
@@ -58,7 +65,11 @@ def build_dlrm(config: TorchRecConfig, table_sizes: dict[str, int], dense_in_fea
         )
     tables = [
         EmbeddingBagConfig(
-            name=f"t_{name}", embedding_dim=config.embedding_dim, num_embeddings=rows, feature_names=[name]
+            name=f"t_{name}",
+            embedding_dim=config.embedding_dim,
+            num_embeddings=rows,
+            feature_names=[name],
+            pooling=PoolingType.MEAN if name in mean_pooled else PoolingType.SUM,
         )
         for name, rows in table_sizes.items()
     ]

@@ -200,6 +200,11 @@ def _labels(frame: pl.DataFrame, spec: FeatureSpec, what: str) -> np.ndarray:
 
 def _sorted_unique(frame: pl.DataFrame, col: str) -> np.ndarray:
     check_columns(frame, [col], "train")
+    if isinstance(frame.schema[col], pl.List):
+        raise SchemaError(
+            f"train id column {col!r} holds a list of ids per row; LightGBM reads one id per row: use "
+            "TorchRecRanker for list columns, or turn the list into dense columns (its length, a taste cosine)"
+        )
     return np.unique(frame[col].drop_nulls().to_numpy().astype(np.int64))
 
 

@@ -126,7 +126,9 @@ class TorchRecRanker:
     def _new_model(self, config: TorchRecConfig, seed: int) -> nn.Module:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            return build_dlrm(config, self.provider_.table_sizes(), self.provider_.dense_width)
+            return build_dlrm(
+                config, self.provider_.table_sizes(), self.provider_.dense_width, self.provider_.lists_
+            )
 
     def _train(
         self, config: TorchRecConfig, train: EncodedFrame, valid: EncodedFrame | None, seed: int
@@ -224,7 +226,7 @@ class TorchRecRanker:
         ranker = cls(config, provider.cover_store, provider.user_cohorts, device)
         ranker.provider_, ranker.history_, ranker.best_epoch_ = provider, meta["history"], meta["best_epoch"]
         ranker.fit_counts_ = meta["fit_counts"]
-        ranker.model_ = build_dlrm(config, provider.table_sizes(), provider.dense_width)
+        ranker.model_ = build_dlrm(config, provider.table_sizes(), provider.dense_width, provider.lists_)
         weights = folder / "model.safetensors"
         load_state_into(ranker.model_, load_weights(weights), f"{weights} (config {folder / 'ranker.json'})")
         ranker.model_.to(target).eval()

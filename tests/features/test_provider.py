@@ -117,7 +117,8 @@ def test_save_load_round_trip(tmp_path):
     loaded = FeatureProvider.load(provider.save(tmp_path / "provider"))
     frame = _frame([5, 6, 99], [10, 30, 20], labels=[1, 0, 1])
     a, b = provider.encode(frame), loaded.encode(frame)
-    torch.testing.assert_close(a.ids, b.ids)
+    for c in ("user_id", "item_id"):
+        torch.testing.assert_close(a.ids[c].values, b.ids[c].values)
     torch.testing.assert_close(a.dense, b.dense)
     assert (a.n_unknown, a.n_cover_exact, a.n_cover_missing) == (
         b.n_unknown,
@@ -130,3 +131,61 @@ def test_ids_only_gets_a_constant_dense_input():
     provider = FeatureProvider(["user_id"]).fit(_frame([5, 6], [10, 20], labels=[1, 0]))
     assert provider.dense_keys_ == [("bias", 1)]
     torch.testing.assert_close(provider.encode(_frame([7], [10])).dense, torch.ones(1, 1))
+
+
+def _history_frame(histories, users=None, labels=None) -> pl.DataFrame:
+    n = len(histories)
+    return pl.DataFrame(
+        {
+            "user_id": users if users is not None else [5] * n,
+            "item_id": [10] * n,
+            "history": pl.Series(histories, dtype=pl.List(pl.Int64)),
+            "label": labels if labels is not None else [1.0, 0.0] * (n // 2) + [1.0] * (n % 2),
+        }
+    )
+
+
+def test_list_columns_become_jagged_kjt_keys():
+    train = _history_frame([[10, 20], [], [30, 10, 10]])
+    provider = FeatureProvider(["user_id", "history"]).fit(train)
+    assert provider.lists_ == ["history"]
+    assert provider.table_sizes() == {"user_id": 2, "history": 4}  # vocabulary 10, 20, 30 from the lists
+    encoded = provider.encode(_history_frame([[30], [99, 20, 10], []]))
+    assert encoded.n_unknown == {"user_id": 0, "history": 1}  # ids, not rows, for a list column
+    kjt = provider.batch(encoded, torch.tensor([2, 1, 0])).sparse_features
+    assert kjt.keys() == ["user_id", "history"]
+    assert kjt.lengths().tolist() == [1, 1, 1, 0, 3, 1]  # rows 2, 1, 0 of user_id, then of history
+    assert kjt.values().tolist() == [1, 1, 1, 0, 2, 1, 3]  # history row 1: 99 -> 0, 20 -> 2, 10 -> 1
+
+
+def test_cover_lists_average_the_listed_items_covers_under_the_users_cohort():
+    cohorts = pl.DataFrame({"user_id": [5, 6], "cohort_id": [1, 2]})
+    provider = FeatureProvider(
+        ["user_id"], cover_store=_store(), user_cohorts=cohorts, cover_lists=["history"]
+    )
+    provider.fit(_history_frame([[10], [20]]))
+    assert provider.dense_keys_ == [("cover", 3), ("has_cover", 1), ("history_cover", 3)]
+    # user 5 (cohort 1): 10 exact (2), 20 fallback (3), 30 missing -> mean (2 + 3) / 2; user 6 (cohort 2):
+    # 10 fallback (1); user 5, empty list: zeros
+    encoded = provider.encode(_history_frame([[10, 20, 30], [10], []], users=[5, 6, 5]))
+    expected = torch.tensor([[2.5] * 3, [1.0] * 3, [0.0] * 3])
+    torch.testing.assert_close(encoded.dense[:, 4:], expected)
+    assert encoded.list_covers == {"history": {"exact": 1, "fallback": 2, "missing": 1}}
+
+
+def test_list_columns_are_checked_and_saved(tmp_path):
+    provider = FeatureProvider(["user_id", "history"]).fit(_history_frame([[10, 20], [30]]))
+    with pytest.raises(SchemaError, match="'history' must be a list of integer ids"):
+        provider.encode(_frame([5], [10]).with_columns(history=pl.lit(10)))
+    with pytest.raises(SchemaError, match="'history' holds 1 null id"):
+        provider.encode(_history_frame([[10, None]]))
+    with pytest.raises(SchemaError, match="cover_lists .* need a cover_store"):
+        FeatureProvider(["user_id"], cover_lists=["history"]).fit(_history_frame([[10]]))
+    with pytest.raises(SchemaError, match="'user_id' must be an integer id"):
+        provider.encode(_history_frame([[10]]).with_columns(user_id=pl.Series([[5]])))
+    loaded = FeatureProvider.load(provider.save(tmp_path / "provider"))
+    frame = _history_frame([[20, 30, 99], []])
+    a, b = provider.encode(frame), loaded.encode(frame)
+    assert loaded.lists_ == ["history"]
+    torch.testing.assert_close(a.ids["history"].values, b.ids["history"].values)
+    torch.testing.assert_close(a.ids["history"].offsets, b.ids["history"].offsets)

@@ -125,3 +125,9 @@ def test_load_refuses_missing_or_corrupt_model(tmp_path):
     (tmp_path / "model.txt").unlink()
     with pytest.raises(CheckpointError, match="no LightGBM model file"):
         LightGBMRanker.load(tmp_path)
+
+
+def test_a_list_id_column_is_refused_with_the_way_out():
+    frame = pl.DataFrame({"user_id": [1, 2], "history": [[1, 2], [3]], "label": [1.0, 0.0]})
+    with pytest.raises(SchemaError, match="'history' holds a list of ids per row.*TorchRecRanker"):
+        LightGBMRanker().fit(frame, FeatureSpec(sparse=["user_id", "history"]))

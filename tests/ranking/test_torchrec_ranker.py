@@ -105,3 +105,19 @@ def test_bad_inputs_are_refused(world, fitted, covered, tmp_path):
     (folder / "model.safetensors").write_bytes((tmp_path / "b" / "model.safetensors").read_bytes())
     with pytest.raises(CheckpointError, match="does not match"):
         TorchRecRanker.load(folder)
+
+
+def test_a_list_column_is_a_mean_pooled_table_and_survives_save_load(world, tmp_path):
+    frame, _ = world
+    rng = np.random.default_rng(1)
+    history = [rng.integers(0, 30, rng.integers(0, 5)).tolist() for _ in range(frame.height)]
+    frame = frame.with_columns(history=pl.Series(history, dtype=pl.List(pl.Int64)))
+    spec = FeatureSpec(sparse=["user_id", "item_id", "history"], dense=["x"])
+    ranker = TorchRecRanker(FAST).fit(frame[:500], spec, seed=0)
+    tables = {
+        c.name: c.pooling.name
+        for c in ranker.model_.sparse_arch.embedding_bag_collection.embedding_bag_configs()
+    }
+    assert tables == {"t_user_id": "SUM", "t_item_id": "SUM", "t_history": "MEAN"}
+    loaded = TorchRecRanker.load(ranker.save(tmp_path / "ranker"))
+    np.testing.assert_array_equal(loaded.predict(frame[500:]), ranker.predict(frame[500:]))
