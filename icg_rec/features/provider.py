@@ -11,7 +11,7 @@ of the listed items under the user's cohort. An ids-only spec gets a constant 1 
 (DLRM's dense tower needs one).
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,25 +113,53 @@ class FeatureProvider:
         Returns:
             self, with `vocab_`, `lists_`, `dense_mean_`, `dense_std_` and `dense_keys_` set.
         """
+        return self.fit_chunks([train])
+
+    def fit_chunks(self, chunks: Iterable[pl.DataFrame]) -> "FeatureProvider":
+        """`fit` on a log read piece by piece (e.g. `parquet_chunks`), in memory bounded by the largest
+        piece and the vocabularies; the result equals `fit` on the concatenated pieces (up to rounding).
+
+        Returns:
+            self, fitted.
+        """
         if not self.sparse:
             raise SchemaError("a TorchRec ranker needs at least one sparse (id) column")
         if self.cover_lists and self.cover_store is None:
             raise SchemaError(f"cover_lists {self.cover_lists} need a cover_store")
-        if train.height == 0:
-            raise SchemaError("the training frame is empty")
         if self.user_cohorts is not None:
             check_columns(self.user_cohorts, ["user_id", "cohort_id"], "user_cohorts")
             if (dup := self.user_cohorts.filter(pl.col("user_id").is_duplicated())).height:
                 raise SchemaError(f"user_cohorts maps a user to several cohorts, e.g. {dup.head(4).rows()}")
-        self.lists_ = [c for c in self.sparse if c in train.columns and isinstance(train.schema[c], pl.List)]
-        self._check(train, with_label=True)
-        self.vocab_ = {c: np.unique(_flat_ids(train[c])[0]) for c in self.sparse}
-        dense = _scalars(train, self.dense)  # (n, n_dense) float64
-        self.dense_mean_ = dense.mean(axis=0)  # (n_dense,)
-        std = dense.std(axis=0)  # (n_dense,)
+        schema, n = None, 0
+        vocab = {c: np.zeros(0, dtype=np.int64) for c in self.sparse}
+        mean, m2 = np.zeros(len(self.dense)), np.zeros(len(self.dense))  # running mean, sum of squares (Chan)
+        for train in chunks:
+            if schema is None:
+                schema = train.schema
+                self.lists_ = [
+                    c for c in self.sparse if c in train.columns and isinstance(schema[c], pl.List)
+                ]
+            elif train.schema != schema:
+                raise SchemaError(
+                    f"a chunk of the training log has schema {train.schema}, the first had {schema}"
+                )
+            if train.height == 0:
+                continue
+            self._check(train, with_label=True)
+            vocab = {c: np.union1d(v, _flat_ids(train[c])[0]) for c, v in vocab.items()}
+            dense = _scalars(train, self.dense)  # (rows, n_dense) float64
+            chunk_mean = dense.mean(axis=0)  # (n_dense,)
+            delta, total = chunk_mean - mean, n + train.height
+            m2 += ((dense - chunk_mean) ** 2).sum(axis=0) + delta**2 * n * train.height / total
+            mean, n = mean + delta * train.height / total, total
+        if n == 0:
+            raise SchemaError("the training frame is empty")
+        self.vocab_ = vocab
+        self.dense_mean_ = mean  # (n_dense,)
+        std = np.sqrt(m2 / n)  # (n_dense,)
         self.dense_std_ = np.where(std > 0, std, 1.0)
         keys = [(c, 1) for c in self.dense]
-        keys += [(c, train.schema[c].size) for c in self.embeddings]
+        keys += [(c, schema[c].size) for c in self.embeddings]
         if self.cover_store is not None:
             keys += [(COVER_KEY, self.cover_store.dim), (HAS_COVER_KEY, 1)]
         keys += [(f"{c}_cover", self.cover_store.dim) for c in self.cover_lists]
@@ -227,11 +255,16 @@ class FeatureProvider:
         )["cohort_id"]
         return cohort.fill_null(DEFAULT_COHORT).to_numpy().astype(np.int64), cohort.null_count()
 
-    def _check(self, frame: pl.DataFrame, with_label: bool) -> None:
+    def columns(self, with_label: bool = True) -> list[str]:
+        """The frame columns `encode` reads (the label is optional at encode)."""
         needed = [*self.sparse, *self.dense, *self.embeddings, *self.cover_lists]
         needed += [self.label] if with_label else []
         needed += ["item_id", "user_id"] if self.cover_store is not None else []
-        check_columns(frame, list(dict.fromkeys(needed)), "frame")
+        return list(dict.fromkeys(needed))
+
+    def _check(self, frame: pl.DataFrame, with_label: bool) -> None:
+        needed = self.columns(with_label)
+        check_columns(frame, needed, "frame")
         for c in self.sparse:
             kind = "a list of integer ids (pl.List)" if c in self.lists_ else "an integer id"
             if _is_id_list(frame.schema[c]) != (c in self.lists_) or not _integer_ids(frame.schema[c]):

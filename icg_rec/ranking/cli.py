@@ -21,6 +21,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     fit.add_argument("--user-cohorts", type=Path, default=None, help="parquet frame (user_id, cohort_id)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--device", default="cpu", help="cpu, or cuda (cuda:LOCAL_RANK per process, nccl)")
+    fit.add_argument(
+        "--stream", action="store_true", help="stream --train in bounded memory (file order, no shuffling)"
+    )
     fit.add_argument("--out", type=Path, required=True, help="checkpoint folder (written by rank 0)")
     fit.set_defaults(run=_run_fit)
 
@@ -40,4 +43,5 @@ def _run_fit(args: argparse.Namespace) -> None:
         args.user_cohorts,
         args.seed,
         args.device,
+        args.stream,
     )

@@ -6,14 +6,16 @@ row-wise on CUDA: `TorchRecConfig.sharding`); each process trains on its slice o
 the loss is scaled so that gradients equal single-process gradients of the same global batch. The fitted
 `model_` is always the plain, unsharded model (the best epoch by validation AUC), the same on every
 process, on the ranker's `device`. With device="cuda" each process computes on cuda:LOCAL_RANK and the
-process group is nccl; on CPU it is gloo:
+process group is nccl; on CPU it is gloo. `fit_parquet` (CLI: `--stream`) streams a parquet log larger
+than memory instead of reading it whole:
 
     torchrun --nproc_per_node 2 -m icg_rec.cli ranker fit --train train.parquet \
-        --sparse user_id item_id --embeddings text_emb --out ckpt/
+        --sparse user_id item_id --embeddings text_emb --out ckpt/ [--stream]
 """
 
 import logging
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from icg_rec.doctor import missing_torchrec_message
 from icg_rec.errors import SchemaError
 from icg_rec.features.provider import EncodedFrame, FeatureProvider, batch_rows
 from icg_rec.features.store import CoverEmbeddingStore
+from icg_rec.features.stream import ParquetBatches, Source, parquet_chunks
 from icg_rec.io import (
     config_from_dict,
     load_state_into,
@@ -46,6 +49,7 @@ from icg_rec.ranking.dmp import full_state_dict, gather_pieces, rank_and_world, 
 from icg_rec.validation import check_fitted
 
 try:
+    from torchrec.datasets.utils import Batch
     from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
     from torchrec.optim.optimizers import in_backward_optimizer_filter
     from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
@@ -92,6 +96,57 @@ class TorchRecRanker:
         Returns:
             self, with `model_`, `provider_`, `history_`, `best_epoch_`, `fit_counts_` and `device_` set.
         """
+        config = self._provider(spec)
+        self.provider_.fit(train)
+        encoded = self.provider_.encode(train)
+        self.fit_counts_ = _counts(encoded)
+        rank, world = rank_and_world()
+
+        def epoch_batches(epoch: int) -> Iterator[tuple[Batch, int]]:
+            for rows in batch_rows(
+                len(encoded), config.batch_size, shuffle=True, seed=seed * 100_003 + epoch
+            ):
+                yield self.provider_.batch(encoded, torch.tensor_split(rows, world)[rank]), len(rows)
+
+        return self._fit(config, epoch_batches, valid, seed)
+
+    def fit_parquet(
+        self,
+        train: Source,
+        spec: FeatureSpec,
+        valid: pl.DataFrame | None = None,
+        seed: int = 0,
+        read_rows: int = 65_536,
+    ) -> "TorchRecRanker":
+        """`fit` on a parquet log streamed with bounded memory (larger than memory is fine).
+
+        The provider is fitted in one streaming pass, then every epoch streams the files again in file
+        order (no shuffling: write the log shuffled); under torchrun each process encodes only its slice
+        of every global batch.
+
+        Args:
+            train: a parquet file, a folder of parquet files, or a list of files.
+            spec: id, dense, embedding and label columns.
+            valid: optional in-memory frame for early stopping on AUC.
+            seed: seeds the initial weights.
+            read_rows: rows decoded from parquet at a time.
+
+        Returns:
+            self, fitted; `fit_counts_` counts the rows of the first epoch (of every process).
+        """
+        config = self._provider(spec)
+        self.provider_.fit_chunks(parquet_chunks(train, self.provider_.columns(), read_rows))
+        stream = ParquetBatches(train, self.provider_, config.batch_size, read_rows)
+
+        def epoch_batches(epoch: int) -> Iterator[tuple[Batch, int]]:
+            yield from stream
+            if epoch == 0:
+                self.fit_counts_ = _summed_counts(stream.counts())
+
+        return self._fit(config, epoch_batches, valid, seed)
+
+    def _provider(self, spec: FeatureSpec) -> TorchRecConfig:
+        """Checks the cover settings and sets an unfitted `provider_`; returns the config in use."""
         config = self.config or TorchRecConfig()
         self.device_ = _process_device(self.device)
         if config.sharding not in SHARDINGS:
@@ -107,17 +162,24 @@ class TorchRecRanker:
             raise ValueError("a cover_store/user_cohorts was given but config.cover_features is off")
         self.provider_ = FeatureProvider(
             spec.sparse, spec.dense, spec.embeddings, spec.label, self.cover_store, self.user_cohorts
-        ).fit(train)
-        encoded = self.provider_.encode(train)
-        self.fit_counts_ = _counts(encoded)
+        )
+        return config
+
+    def _fit(
+        self,
+        config: TorchRecConfig,
+        epoch_batches: Callable[[int], Iterator[tuple[Batch, int]]],
+        valid: pl.DataFrame | None,
+        seed: int,
+    ) -> "TorchRecRanker":
         valid_encoded = None
         if valid is not None:
             valid_encoded = self.provider_.encode(valid)
             if len(np.unique(valid_encoded.labels.numpy())) < 2:
                 raise SchemaError(
-                    f"valid column {spec.label!r} must hold both 0 and 1 for AUC early stopping"
+                    f"valid column {self.provider_.label!r} must hold both 0 and 1 for AUC early stopping"
                 )
-        state, self.history_, self.best_epoch_ = self._train(config, encoded, valid_encoded, seed)
+        state, self.history_, self.best_epoch_ = self._train(config, epoch_batches, valid_encoded, seed)
         self.model_ = self._new_model(config, seed)
         self.model_.load_state_dict(state)
         self.model_.to(self.device_).eval()
@@ -131,9 +193,14 @@ class TorchRecRanker:
             )
 
     def _train(
-        self, config: TorchRecConfig, train: EncodedFrame, valid: EncodedFrame | None, seed: int
+        self,
+        config: TorchRecConfig,
+        epoch_batches: Callable[[int], Iterator[tuple[Batch, int]]],
+        valid: EncodedFrame | None,
+        seed: int,
     ) -> tuple[dict[str, torch.Tensor], list[dict], int]:
-        """Runs the epochs; returns (state of the best epoch, per-epoch history, best epoch)."""
+        """Runs the epochs over (this process's batch, global batch rows); returns (state of the best
+        epoch, per-epoch history, best epoch)."""
         rank, world = rank_and_world()
         device = self.device_
         model = self._new_model(config, seed)
@@ -148,13 +215,13 @@ class TorchRecRanker:
         for epoch in range(config.epochs):
             model.train()
             loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of row losses, rows) on this process
-            batches = batch_rows(len(train), config.batch_size, shuffle=True, seed=seed * 100_003 + epoch)
-            for rows in tqdm(batches, desc=f"epoch {epoch}", disable=not config.progress or rank != 0):
-                batch = self.provider_.batch(train, torch.tensor_split(rows, world)[rank]).to(device)
+            batches = epoch_batches(epoch)
+            for batch, rows in tqdm(batches, desc=f"epoch {epoch}", disable=not config.progress or rank != 0):
+                batch = batch.to(device)
                 logits = model(batch.dense_features, batch.sparse_features).squeeze(-1)  # (b,)
                 row_loss = F.binary_cross_entropy_with_logits(logits, batch.labels, reduction="sum")
                 optimizer.zero_grad()
-                (row_loss * world / len(rows)).backward()  # = global-batch mean after DMP/DDP averaging
+                (row_loss * world / rows).backward()  # = global-batch mean after DMP/DDP averaging
                 optimizer.step()
                 loss_sum += torch.tensor([row_loss.item(), len(batch.labels)], dtype=torch.float64)
             if world > 1:
@@ -259,6 +326,18 @@ def _counts(encoded: EncodedFrame) -> dict:
     }
 
 
+def _summed_counts(counts: dict) -> dict:
+    """Encoding counts summed over the processes of the group (as they are, without one)."""
+    if rank_and_world()[1] == 1:
+        return counts
+    columns = sorted(counts["unknown_ids"])
+    scalars = [k for k in counts if k != "unknown_ids"]
+    total = torch.tensor([counts[k] for k in scalars] + [counts["unknown_ids"][c] for c in columns])
+    dist.all_reduce(total)
+    summed = dict(zip(scalars, total[: len(scalars)].tolist(), strict=True))
+    return summed | {"unknown_ids": dict(zip(columns, total[len(scalars) :].tolist(), strict=True))}
+
+
 def fit_from_files(
     train: Path,
     out: Path,
@@ -269,6 +348,7 @@ def fit_from_files(
     user_cohorts: Path | None = None,
     seed: int = 0,
     device: str = "cpu",
+    stream: bool = False,
 ) -> TorchRecRanker:
     """Fits from parquet files and saves (rank 0); under `torchrun`, with DMP in a process group that is
     nccl for device "cuda" and gloo for "cpu".
@@ -283,6 +363,7 @@ def fit_from_files(
         user_cohorts: optional parquet frame (user_id, cohort_id).
         seed: initial weights and batch order.
         device: "cpu" or "cuda" (each process on cuda:LOCAL_RANK).
+        stream: stream `train` in bounded memory (file order, no shuffling) instead of reading it whole.
 
     Returns:
         The fitted ranker (the same on every process).
@@ -295,9 +376,11 @@ def fit_from_files(
         store = CoverEmbeddingStore.load(cover_store) if cover_store else None
         cohorts = pl.read_parquet(user_cohorts) if user_cohorts else None
         valid_frame = pl.read_parquet(valid) if valid else None
-        ranker = TorchRecRanker(settings, store, cohorts, device).fit(
-            pl.read_parquet(train), spec, valid_frame, seed
-        )
+        ranker = TorchRecRanker(settings, store, cohorts, device)
+        if stream:
+            ranker.fit_parquet(train, spec, valid_frame, seed)
+        else:
+            ranker.fit(pl.read_parquet(train), spec, valid_frame, seed)
         if rank_and_world()[0] == 0:
             ranker.save(out)
             print(f"saved {out} (best epoch {ranker.best_epoch_}, history {ranker.history_})")

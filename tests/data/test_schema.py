@@ -165,7 +165,9 @@ def test_validate_dataset_checks_references():
 
 def test_cover_id_and_propensity_are_optional_columns():
     validate_interactions(_interactions(cover_id=[0, 1, 0], propensity=[0.5, 1.0, 0.25]))
-    validate_interactions(_interactions(cover_id=[0, 1, 0]))  # shown covers without propensities: fine for lift
+    validate_interactions(
+        _interactions(cover_id=[0, 1, 0])
+    )  # shown covers without propensities: fine for lift
     with pytest.raises(SchemaError, match="a propensity column but no cover_id"):
         validate_interactions(_interactions(propensity=[0.5, 1.0, 0.25]))
     with pytest.raises(SchemaError, match=r"interactions.propensity \(Float64\): expected in \(0, 1\]"):

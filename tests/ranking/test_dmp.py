@@ -31,7 +31,8 @@ def _toml(value) -> str:
     return f'"{value}"' if isinstance(value, str) else str(value)
 
 
-def test_two_process_dmp_matches_single_process(tmp_path):
+def _data(tmp_path: Path) -> tuple[pl.DataFrame, CoverEmbeddingStore, list[str]]:
+    """A small log and cover store written to tmp_path, and the torchrun command that fits on them."""
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     if torchrun is None:
         pytest.skip("torchrun is not installed beside the Python interpreter")
@@ -42,7 +43,7 @@ def test_two_process_dmp_matches_single_process(tmp_path):
     label = ((rng.normal(size=(15, 4))[users] * covers[items]).sum(axis=1) > 0).astype(float)
     frame = pl.DataFrame({"user_id": users, "item_id": items, "label": label, "x": rng.normal(size=n)})
     store = CoverEmbeddingStore().build(np.arange(25), np.full(25, DEFAULT_COHORT), covers)
-    frame.write_parquet(tmp_path / "train.parquet")
+    frame.write_parquet(tmp_path / "train.parquet", row_group_size=60)
     store.save(tmp_path / "store")
     fields = "\n".join(f"{k} = {_toml(v)}" for k, v in vars(CONFIG).items())
     (tmp_path / "config.toml").write_text(fields + "\n")
@@ -54,10 +55,18 @@ def test_two_process_dmp_matches_single_process(tmp_path):
         "--config", str(tmp_path / "config.toml"), "--cover-store", str(tmp_path / "store"),
         "--out", str(tmp_path / "dmp"), "--seed", "3",
     ]  # fmt: skip
+    return frame, store, command
+
+
+def _run(command: list[str]) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # 2 processes on a small CPU: no thread oversubscription
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
 
+
+def test_two_process_dmp_matches_single_process(tmp_path):
+    frame, store, command = _data(tmp_path)
+    _run(command)
     spec = FeatureSpec(sparse=["user_id", "item_id"], dense=["x"])
     single = TorchRecRanker(CONFIG, cover_store=store).fit(frame, spec, seed=3)
     sharded = TorchRecRanker.load(tmp_path / "dmp")
@@ -68,3 +77,19 @@ def test_two_process_dmp_matches_single_process(tmp_path):
     np.testing.assert_allclose(sharded.predict(frame), single.predict(frame), atol=5e-4)
     other_seed = TorchRecRanker(CONFIG, cover_store=store).fit(frame, spec, seed=4).predict(frame)
     assert np.abs(other_seed - single.predict(frame)).max() > 1e-2  # the tolerance above is meaningful
+
+
+def test_two_process_streaming_matches_single_process_streaming(tmp_path):
+    frame, store, command = _data(tmp_path)
+    _run([*command, "--stream"])
+    spec = FeatureSpec(sparse=["user_id", "item_id"], dense=["x"])
+    single = TorchRecRanker(CONFIG, cover_store=store).fit_parquet(
+        tmp_path / "train.parquet", spec, seed=3, read_rows=50
+    )
+    sharded = TorchRecRanker.load(tmp_path / "dmp")
+    assert single.fit_counts_ == sharded.fit_counts_  # summed over the processes
+    assert single.fit_counts_["rows"] == 245
+    assert sharded.history_[-1]["train_logloss"] == pytest.approx(
+        single.history_[-1]["train_logloss"], abs=1e-5
+    )
+    np.testing.assert_allclose(sharded.predict(frame), single.predict(frame), atol=5e-4)
