@@ -11,10 +11,13 @@ so DistributedModelParallel shards it like any other table (table-wise, column-w
 and `load` rewrites rows in place after a refresh, sharded or not. Frozen by default: the output is
 detached, so no optimizer (fused or not) moves the covers.
 
-The (item, cohort) -> row mapping is exact, with no hashing: a sorted item vocabulary and a sorted cohort
-vocabulary (torch.searchsorted) index a dense int32 grid of table rows, (n_items, n_cohorts + 1) with
-column 0 for the item's default cover (DEFAULT_COHORT). 1,000,000 items x 16 cohorts cost 68 MB of grid
-beside the 4.4 GB (fp32) or 2.2 GB (fp16) table of 64-d vectors. A key without its own cover is served
+The (item, cohort) -> row mapping is exact, with no hashing: an item slot and a cohort column index a
+dense int32 grid of table rows, (item slots, n_cohorts + 1), column 0 holding the item's default cover
+(DEFAULT_COHORT). Item ids that fill at least half of their range (ids 0..n-1, say) take slot
+id - min(id), one subtraction per lookup; sparse ids (hashes) take their position in a sorted vocabulary
+(torch.searchsorted, ~20 cache misses per id over a million ids). Cohorts are looked up in their sorted
+vocabulary. 1,000,000 items x 16 cohorts cost 68 MB of grid beside the 4.4 GB (fp32) or 2.2 GB (fp16)
+table of 64-d vectors. A key without its own cover is served
 the item's default cover (counted as a fallback); an item without any cover is left out of its bag
 (counted as missing; a row whose bag ends up empty gets zeros).
 """
@@ -124,15 +127,14 @@ class CoverFeatures(nn.Module):
             raise ValueError(
                 f"user_ids and reward_dim > 0 go together, got user_ids={user_ids is not None}, {reward_dim=}"
             )
-        item_vocab, cohort_vocab, grid = _key_grid(item_ids, cohort_ids)
+        item_slots, cohort_vocab, grid = _key_grid(item_ids, cohort_ids)
         self.dim, self.reward_dim = dim, reward_dim
-        self.register_buffer("item_vocab", torch.from_numpy(item_vocab))  # (n_items,) sorted
         self.register_buffer(
-            "cohort_vocab", torch.from_numpy(cohort_vocab)
-        )  # (n_cohorts,) sorted, no default
-        self.register_buffer(
-            "rows", torch.from_numpy(grid)
-        )  # (n_items, n_cohorts + 1) table row + 1, 0 = none
+            "item_vocab", torch.from_numpy(item_slots.vocab)
+        )  # sorted; empty: slot = id - base
+        self.register_buffer("item_base", torch.tensor(item_slots.base))
+        self.register_buffer("cohort_vocab", torch.from_numpy(cohort_vocab))  # sorted, without the default
+        self.register_buffer("rows", torch.from_numpy(grid))  # (item slots, n_cohorts + 1) row + 1, 0 = none
         self.register_buffer("lookup_counts", torch.zeros(len(COUNTS), dtype=torch.int64), persistent=False)
         tables = [
             EmbeddingBagConfig(
@@ -148,11 +150,15 @@ class CoverFeatures(nn.Module):
         ]
         if user_ids is not None:
             users = np.asarray(user_ids, dtype=np.int64)
-            if len(np.unique(users)) != len(users):
+            user_slots = _slot_index(users)
+            user_rows = np.zeros(user_slots.size, dtype=np.int64)  # slot -> user table row; 0: generic user
+            user_rows[user_slots.slots] = np.arange(1, len(users) + 1)
+            if np.count_nonzero(user_rows) != len(users):
                 raise SchemaError("reward user_ids hold duplicates")
-            order = np.argsort(users, kind="stable")
-            self.register_buffer("user_vocab", torch.from_numpy(users[order]))  # (n_users,) sorted
-            self.register_buffer("user_rows", torch.from_numpy(order.astype(np.int64) + 1))  # row 0: generic
+            self.n_users = len(users)
+            self.register_buffer("user_vocab", torch.from_numpy(user_slots.vocab))
+            self.register_buffer("user_base", torch.tensor(user_slots.base))
+            self.register_buffer("user_rows", torch.from_numpy(user_rows))
             self.register_buffer("platt", torch.zeros(2))  # (a, b)
             tables.append(
                 EmbeddingBagConfig(
@@ -257,16 +263,19 @@ class CoverFeatures(nn.Module):
             cohort_ids: (k,) their cohort ids.
             reward: the factored reward model; its users and width must match the module's.
         """
-        if not hasattr(self, "user_vocab"):
+        if not hasattr(self, "user_rows"):
             raise ValueError(
                 "this CoverFeatures has no reward tables: construct it with user_ids and reward_dim"
             )
-        if reward.dim != self.reward_dim or not np.array_equal(
-            np.sort(reward.user_ids), self.user_vocab.numpy()
+        users = torch.as_tensor(np.asarray(reward.user_ids, dtype=np.int64))
+        if (
+            reward.dim != self.reward_dim
+            or len(users) != self.n_users
+            or not bool((self._user_rows(users) > 0).all())
         ):
             raise SchemaError(
                 f"reward tables (width {reward.dim}, {len(reward.user_ids)} users) do not match the module's "
-                f"(width {self.reward_dim}, {len(self.user_vocab)} users)"
+                f"(width {self.reward_dim}, {self.n_users} users)"
             )
         rows = self.key_rows(item_ids, cohort_ids)
         cover = np.concatenate([reward.cover_vectors, np.asarray(reward.cover_logits)[:, None]], axis=1)
@@ -275,18 +284,15 @@ class CoverFeatures(nn.Module):
                 f"reward cover rows must be ({len(rows)}, {self.reward_dim}) + logits, got {cover.shape}"
             )
         self._write(self.config.table, rows, torch.as_tensor(cover, dtype=torch.float32), column=self.dim)
-        users = np.concatenate(
+        user_side = np.concatenate(
             [
                 np.append(reward.generic_vector, reward.generic_bias)[None],
                 np.concatenate([reward.user_vectors, np.asarray(reward.user_bias)[:, None]], axis=1),
             ]
         )  # (1 + n_users, d + 1): the generic user, then users in reward.user_ids order
-        user_rows = torch.cat(
-            [torch.zeros(1, dtype=torch.int64), self._user_rows(torch.as_tensor(reward.user_ids))]
-        )
-        self._write(
-            f"{self.config.table}_users", user_rows, torch.as_tensor(users, dtype=torch.float32), column=0
-        )
+        user_rows = torch.cat([torch.zeros(1, dtype=torch.int64), self._user_rows(users)])
+        user_side = torch.as_tensor(user_side, dtype=torch.float32)
+        self._write(f"{self.config.table}_users", user_rows, user_side, column=0)
         self.platt.copy_(torch.tensor(reward.platt, dtype=torch.float32))
 
     def key_rows(self, item_ids: np.ndarray, cohort_ids: np.ndarray) -> torch.Tensor:
@@ -297,7 +303,7 @@ class CoverFeatures(nn.Module):
             raise SchemaError(
                 f"item_ids and cohort_ids must be (k,) alike, got {tuple(items.shape)}, {tuple(cohorts.shape)}"
             )
-        item_pos, item_known = _positions(self.item_vocab, items)
+        item_pos, item_known = self._item_slots(items)
         col, cohort_known = self._cohort_columns(cohorts)
         rows = self.rows[item_pos, col].long() * item_known * cohort_known  # (k,) row + 1, 0 = not held
         if not (held := rows > 0).all():
@@ -344,7 +350,7 @@ class CoverFeatures(nn.Module):
         for key in config.item_keys:
             jagged = features[key]
             ids, per_row = jagged.values().long(), jagged.lengths()  # (k,), (batch,)
-            item_pos, item_known = _positions(self.item_vocab, ids)
+            item_pos, item_known = self._item_slots(ids)
             id_col = torch.repeat_interleave(col, per_row)  # (k,) cohort column of each id's row
             exact = self.rows[item_pos, id_col] * item_known * torch.repeat_interleave(cohort_known, per_row)
             default = self.rows[item_pos, 0] * item_known  # (k,) the item's default cover, 0 = none
@@ -355,7 +361,7 @@ class CoverFeatures(nn.Module):
             keys.append(key)
             values.append(row[found] - 1)
             lengths.append(torch.bincount(row_of_id[found], minlength=batch))  # (batch,) found covers per row
-        if hasattr(self, "user_vocab"):
+        if hasattr(self, "user_rows"):
             keys.append(_USER_FEATURE)
             values.append(self._user_rows(self._one_per_row(features, config.user_key)))
             lengths.append(torch.ones(batch, dtype=torch.int64, device=cohorts.device))
@@ -370,7 +376,7 @@ class CoverFeatures(nn.Module):
             row = pooled[key].float()  # (batch, dim [+ reward_dim + 1])
             names.append(f"{key}_cover")
             tensors.append(row[:, : self.dim])
-            if hasattr(self, "user_vocab"):
+            if hasattr(self, "user_rows"):
                 user = pooled[_USER_FEATURE].float()  # (batch, reward_dim + 1)
                 d = self.reward_dim
                 reward_vec, cover_logit = (
@@ -387,7 +393,7 @@ class CoverFeatures(nn.Module):
     @property
     def output_dim(self) -> int:
         """Width of the output's values: dim (+ 1 with reward) per item key."""
-        return len(self.config.item_keys) * (self.dim + (1 if hasattr(self, "user_vocab") else 0))
+        return len(self.config.item_keys) * (self.dim + (1 if hasattr(self, "user_rows") else 0))
 
     def counts(self) -> dict[str, int]:
         """Keys looked up since construction (or `reset_counts`) on this process: exact, fallback, missing."""
@@ -403,9 +409,12 @@ class CoverFeatures(nn.Module):
         default = cohorts == DEFAULT_COHORT
         return torch.where(known, pos + 1, 0), (known | default).long()
 
+    def _item_slots(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _slots(ids, self.item_vocab, self.item_base, self.rows.shape[0])
+
     def _user_rows(self, users: torch.Tensor) -> torch.Tensor:
-        pos, known = _positions(self.user_vocab, users.long())
-        return torch.where(known, self.user_rows[pos], 0)  # (batch,) row 0 = the generic user
+        slot, known = _slots(users.long(), self.user_vocab, self.user_base, self.user_rows.shape[0])
+        return torch.where(known, self.user_rows[slot], 0)  # (batch,) row 0 = the generic user
 
     @staticmethod
     def _one_per_row(features: KeyedJaggedTensor, key: str) -> torch.Tensor:
@@ -514,8 +523,44 @@ def _check_config(config: CoverFeaturesConfig) -> None:
         raise ValueError(f"item_keys and cohort_key must be distinct KJT keys, got {named}")
 
 
-def _key_grid(item_ids: np.ndarray, cohort_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(item vocabulary, cohort vocabulary without the default, int32 grid of row + 1 per key)."""
+@dataclass
+class _SlotIndex:
+    """How ids map to slots 0..size-1 (see `_slot_index`)."""
+
+    vocab: np.ndarray  # sorted unique ids; empty when slot = id - base
+    base: int  # the smallest id (dense ids)
+    slots: np.ndarray  # slot of each input id
+    size: int  # number of slots
+
+
+def _slot_index(ids: np.ndarray) -> _SlotIndex:
+    """Slots of ids: id - min(ids) when the distinct ids fill at least half of min..max (a lookup is one
+    subtraction, no search: a binary search over millions of ids misses the cache ~20 times per id),
+    else the position in the sorted vocabulary (torch.searchsorted at lookup)."""
+    low, high = int(ids.min()), int(ids.max())
+    span = high - low + 1
+    if span <= 2 * len(ids):
+        present = np.zeros(span, dtype=bool)
+        present[ids - low] = True
+        if span <= 2 * int(present.sum()):
+            return _SlotIndex(np.zeros(0, dtype=np.int64), low, ids - low, span)
+    vocab, slots = np.unique(ids, return_inverse=True)
+    return _SlotIndex(vocab, 0, slots, len(vocab))
+
+
+def _slots(
+    ids: torch.Tensor, vocab: torch.Tensor, base: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slot of each id (0 where unknown) and whether it is known, for a `_slot_index`."""
+    if len(vocab) == 0:
+        slot = ids - base
+        known = (slot >= 0) & (slot < size)
+        return torch.where(known, slot, 0), known
+    return _positions(vocab, ids)
+
+
+def _key_grid(item_ids: np.ndarray, cohort_ids: np.ndarray) -> tuple[_SlotIndex, np.ndarray, np.ndarray]:
+    """(item slots, cohort vocabulary without the default, int32 grid of row + 1 per (item slot, cohort))."""
     items = np.asarray(item_ids)
     cohorts = np.asarray(cohort_ids)
     if items.ndim != 1 or items.shape != cohorts.shape or len(items) == 0:
@@ -531,30 +576,23 @@ def _key_grid(item_ids: np.ndarray, cohort_ids: np.ndarray) -> tuple[np.ndarray,
         raise SchemaError(
             f"cohort ids must be >= 0 or DEFAULT_COHORT ({DEFAULT_COHORT}), got {np.unique(bad)[:5].tolist()}"
         )
-    item_vocab, item_pos = np.unique(items, return_inverse=True)
+    item_slots = _slot_index(items)
     cohort_vocab = np.unique(cohorts[cohorts != DEFAULT_COHORT])
     col = np.where(cohorts == DEFAULT_COHORT, 0, np.searchsorted(cohort_vocab, cohorts) + 1)
-    flat = item_pos * (len(cohort_vocab) + 1) + col  # (n,) cell of each key
-    grid = np.zeros(len(item_vocab) * (len(cohort_vocab) + 1), dtype=np.int32)
+    flat = item_slots.slots * (len(cohort_vocab) + 1) + col  # (n,) cell of each key
+    grid = np.zeros(item_slots.size * (len(cohort_vocab) + 1), dtype=np.int32)
     grid[flat] = np.arange(1, len(items) + 1, dtype=np.int32)
     if (written := int(np.count_nonzero(grid))) != len(items):
         cells, counts = np.unique(flat, return_counts=True)
         dup = cells[counts > 1][:3]
-        examples = [
-            (int(item_vocab[c // (len(cohort_vocab) + 1)]), int(_cohort_of(c, cohort_vocab))) for c in dup
-        ]
+        examples = [(int(items[flat == c][0]), int(cohorts[flat == c][0])) for c in dup]
         raise SchemaError(f"{len(items) - written} duplicate (item_id, cohort_id) key(s), e.g. {examples}")
-    return item_vocab, cohort_vocab, grid.reshape(len(item_vocab), len(cohort_vocab) + 1)
+    return item_slots, cohort_vocab, grid.reshape(item_slots.size, len(cohort_vocab) + 1)
 
 
 def _padded(width: int) -> int:
     """`width` rounded up to a multiple of 4: FBGEMM's sharded tables need local widths divisible by 4."""
     return -(-width // 4) * 4
-
-
-def _cohort_of(cell: int, cohort_vocab: np.ndarray) -> int:
-    col = cell % (len(cohort_vocab) + 1)
-    return DEFAULT_COHORT if col == 0 else int(cohort_vocab[col - 1])
 
 
 def _positions(vocab: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -580,6 +618,8 @@ def _copy_block(
     a, b = max(columns[0], c0), min(columns[1], c0 + nc)
     if a >= b:
         return
+    block = values[:, a - columns[0] : b - columns[0]]  # (k, b - a) view: the columns this block holds
     inside = (rows >= r0) & (rows < r0 + nr)
-    local = (rows[inside] - r0).to(target.device)
-    target[local, a - c0 : b - c0] = values[inside][:, a - columns[0] : b - columns[0]].to(target)
+    if not bool(inside.all()):
+        rows, block = rows[inside], block[inside]
+    target[(rows - r0).to(target.device), a - c0 : b - c0] = block.to(target)

@@ -164,7 +164,7 @@ def test_reward_score_equals_the_reward_models_prediction():
 
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(12, 5)).astype(np.float32)
-    users, items = np.repeat(np.arange(10), 8), rng.integers(0, 12, 80)
+    users, items = np.repeat(np.arange(10) * 1000, 8), rng.integers(0, 12, 80)  # sparse user ids
     log = pl.DataFrame(
         {
             "user_id": users,
@@ -183,7 +183,7 @@ def test_reward_score_equals_the_reward_models_prediction():
     tables = reward_tables(model, cover_items, cover_feats)
     vectors = rng.normal(size=(24, 3)).astype(np.float32)
     covers = CoverFeatures.from_vectors(cover_items, cover_cohorts, vectors, reward=tables)
-    query_users = np.array([0, 3, 9, 77])  # 77: unknown -> the generic user
+    query_users = np.array([0, 3000, 9000, 77])  # 77: unknown -> the generic user
     query_items = np.array([2, 5, 11, 4])
     query_cohorts = np.array([DEFAULT_COHORT, 0, 0, DEFAULT_COHORT])
     out = covers(
@@ -265,3 +265,18 @@ def test_dmp_sharded_cover_table_matches_unsharded(tmp_path, sharding):
     np.testing.assert_allclose(report["loss_sharded"], report["loss_single"], atol=1e-5)
     assert report["predict"] < 1e-4
     assert report["cover_table_moved_single"] == 0.0 and report["cover_table_moved_sharded"] == 0.0
+
+
+def test_dense_ids_are_slots_without_search_and_sparse_ids_are_searched():
+    rng = np.random.default_rng(1)
+    items, cohorts = np.repeat(np.arange(100, 140), 2), np.tile([DEFAULT_COHORT, 0], 40)
+    vectors = rng.normal(size=(80, 4)).astype(np.float32)
+    dense = CoverFeatures.from_vectors(items, cohorts, vectors)
+    sparse = CoverFeatures.from_vectors(items * 10**12, cohorts, vectors)  # hash-like ids
+    assert dense.item_vocab.numel() == 0 and int(dense.item_base) == 100 and dense.rows.shape == (40, 2)
+    assert sparse.item_vocab.numel() == 40
+    query, query_cohorts = rng.integers(90, 150, 64), rng.choice([DEFAULT_COHORT, 0, 1], 64)
+    a = dense(kjt({"item_id": query.tolist(), "cohort_id": query_cohorts.tolist()}))
+    b = sparse(kjt({"item_id": (query * 10**12).tolist(), "cohort_id": query_cohorts.tolist()}))
+    torch.testing.assert_close(a.values(), b.values())
+    assert dense.counts() == sparse.counts() and dense.counts()["missing"] > 0  # ids 90..99, 140..149
