@@ -129,19 +129,18 @@ class CoverFeatures(nn.Module):
             )
         item_slots, cohort_vocab, grid = _key_grid(item_ids, cohort_ids)
         self.dim, self.reward_dim = dim, reward_dim
-        self.register_buffer(
-            "item_vocab", torch.from_numpy(item_slots.vocab)
-        )  # sorted; empty: slot = id - base
+        # item slot = id - item_base when item_vocab is empty (dense ids), else the position in item_vocab
+        self.register_buffer("item_vocab", torch.from_numpy(item_slots.vocab))
         self.register_buffer("item_base", torch.tensor(item_slots.base))
         self.register_buffer("cohort_vocab", torch.from_numpy(cohort_vocab))  # sorted, without the default
-        self.register_buffer("rows", torch.from_numpy(grid))  # (item slots, n_cohorts + 1) row + 1, 0 = none
+        # (item slots, n_cohorts + 1): table row + 1 of each key, 0 = no cover
+        self.register_buffer("rows", torch.from_numpy(grid))
         self.register_buffer("lookup_counts", torch.zeros(len(COUNTS), dtype=torch.int64), persistent=False)
         tables = [
             EmbeddingBagConfig(
                 name=config.table,
-                embedding_dim=_padded(
-                    dim + (reward_dim + 1 if reward_dim else 0)
-                ),  # cover | reward | logit | pad
+                # cover | reward vector | reward logit | padding
+                embedding_dim=_padded(dim + (reward_dim + 1 if reward_dim else 0)),
                 num_embeddings=len(np.asarray(item_ids)),
                 feature_names=list(config.item_keys),
                 pooling=PoolingType.MEAN,
@@ -379,10 +378,8 @@ class CoverFeatures(nn.Module):
             if hasattr(self, "user_rows"):
                 user = pooled[_USER_FEATURE].float()  # (batch, reward_dim + 1)
                 d = self.reward_dim
-                reward_vec, cover_logit = (
-                    row[:, self.dim : self.dim + d],
-                    row[:, self.dim + d],
-                )  # (batch, d), (batch,)
+                reward_vec = row[:, self.dim : self.dim + d]  # (batch, d)
+                cover_logit = row[:, self.dim + d]  # (batch,)
                 logit = cover_logit + (user[:, :d] * reward_vec).sum(dim=1) + user[:, d]  # (batch,)
                 names.append(f"{key}_cover_reward")
                 tensors.append(torch.sigmoid(self.platt[0] * logit + self.platt[1])[:, None])  # (batch, 1)

@@ -1,8 +1,8 @@
 """TorchRec batches streamed from parquet with bounded memory; under torchrun each process takes its slice.
 
-The log is read `read_rows` rows at a time (a pyarrow dataset scan with one batch and one file read
-ahead, and no pre-buffering, which would read whole files ahead), cut into global batches of `batch_size` rows in file order, and each process encodes only its
-own rows of each global batch: `torch.tensor_split(global rows, world)[rank]`, the split the in-memory
+The log is read `read_rows` rows at a time (file by file, synchronously, without pre-buffering), cut
+into global batches of `batch_size` rows in file order, and each process encodes only its own rows of
+each global batch: `torch.tensor_split(global rows, world)[rank]`, the split the in-memory
 path uses. Every process therefore takes the same number of steps (DMP's collectives need that), and
 2 processes see exactly the rows 1 process would. Memory grows with `read_rows`, `batch_size` and the
 parquet row-group size (a scan decodes one row group at a time), never with the number of rows.
@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
-import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
 from torchrec.datasets.utils import Batch
@@ -28,8 +28,11 @@ Source = str | Path | Sequence[str | Path]  # a parquet file, a folder of them, 
 def parquet_chunks(source: Source, columns: list[str], read_rows: int = 65_536) -> Iterator[pl.DataFrame]:
     """The columns of a parquet log, `read_rows` rows at a time (fewer at file and row-group ends).
 
+    Files are read one after the other, synchronously and without pre-buffering: an asynchronous
+    dataset scan reads ahead while the consumer trains, and its buffer grows with the log.
+
     Args:
-        source: a parquet file, a folder of parquet files, or a list of files (read in that order).
+        source: a parquet file, a folder of parquet files (read in name order), or a list of files.
         columns: the columns to read.
         read_rows: the most rows decoded at once.
 
@@ -38,22 +41,28 @@ def parquet_chunks(source: Source, columns: list[str], read_rows: int = 65_536) 
     """
     if read_rows < 1:
         raise ValueError(f"read_rows must be >= 1, got {read_rows}")
-    paths = [str(p) for p in source] if isinstance(source, list | tuple) else str(source)
-    dataset = ds.dataset(paths, format="parquet")
-    if missing := [c for c in columns if c not in dataset.schema.names]:
-        raise SchemaError(
-            f"parquet log {source} is missing column(s) {missing}; it has {dataset.schema.names}"
-        )
-    no_prefetch = ds.ParquetFragmentScanOptions(pre_buffer=False)  # pre-buffering reads whole files ahead
-    for record_batch in dataset.to_batches(
-        columns=columns,
-        batch_size=read_rows,
-        batch_readahead=1,
-        fragment_readahead=1,
-        fragment_scan_options=no_prefetch,
-    ):
-        if record_batch.num_rows:
-            yield pl.from_arrow(record_batch)
+    for path in _files(source):
+        parquet = pq.ParquetFile(path, pre_buffer=False)
+        if missing := [c for c in columns if c not in parquet.schema_arrow.names]:
+            raise SchemaError(
+                f"parquet file {path} is missing column(s) {missing}; it has {parquet.schema_arrow.names}"
+            )
+        for record_batch in parquet.iter_batches(batch_size=read_rows, columns=columns):
+            if record_batch.num_rows:
+                yield pl.from_arrow(record_batch)
+
+
+def _files(source: Source) -> list[Path]:
+    if isinstance(source, list | tuple):
+        return [Path(p) for p in source]
+    source = Path(source)
+    if source.is_dir():
+        if not (files := sorted(source.glob("*.parquet"))):
+            raise SchemaError(f"folder {source} holds no *.parquet file")
+        return files
+    if not source.is_file():
+        raise SchemaError(f"parquet log {source} does not exist")
+    return [source]
 
 
 class ParquetBatches:

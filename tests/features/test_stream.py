@@ -53,6 +53,11 @@ def test_chunks_are_bounded_and_in_file_order(log_files):
     assert pl.concat(parquet_chunks(paths[0].parent, ["user_id"], 50)).height == 230  # a folder of files
     with pytest.raises(SchemaError, match=r"missing column\(s\) \['cohort'\]"):
         next(parquet_chunks(paths, ["user_id", "cohort"]))
+    with pytest.raises(SchemaError, match="does not exist"):
+        next(parquet_chunks(paths[0].parent / "nope.parquet", ["user_id"]))
+    (paths[0].parent / "empty").mkdir()
+    with pytest.raises(SchemaError, match=r"holds no \*.parquet file"):
+        next(parquet_chunks(paths[0].parent / "empty", ["user_id"]))
 
 
 def test_one_process_streams_the_in_memory_batches(log_files):
@@ -115,7 +120,7 @@ PEAK_SCRIPT = textwrap.dedent(
     import sys
     from icg_rec.features.provider import FeatureProvider
     from icg_rec.features.stream import ParquetBatches, parquet_chunks
-    provider = FeatureProvider(["user_id", "item_id"], ["x"], ["text"])
+    provider = FeatureProvider(["user_id", "item_id", "history"], ["x"], ["text"])
     provider.fit_chunks(parquet_chunks(sys.argv[1], provider.columns(), read_rows=4096))
     rows = sum(len(batch.labels) for batch, _ in ParquetBatches(sys.argv[1], provider, 512, read_rows=4096))
     # VmHWM: peak resident memory of this process image (ru_maxrss would include the parent's, kept across exec)
@@ -132,7 +137,7 @@ def test_peak_memory_does_not_grow_with_the_log(tmp_path):
     peaks = {}
     for times in (1, 5):
         path = tmp_path / f"log{times}.parquet"
-        _log(40_000 * times, width=128).drop("history").write_parquet(path, row_group_size=8192)
+        _log(40_000 * times, width=128).write_parquet(path, row_group_size=8192)
         done = subprocess.run(
             [sys.executable, "-c", PEAK_SCRIPT, str(path)], capture_output=True, text=True, timeout=300
         )
