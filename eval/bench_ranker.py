@@ -30,7 +30,7 @@ from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 from icg_rec.features.provider import FeatureProvider, batch_rows
 from icg_rec.features.store import DEFAULT_COHORT, CoverEmbeddingStore
 from icg_rec.ranking.dlrm import TorchRecConfig, build_dlrm
-from icg_rec.ranking.dmp import rank_and_world, shard_table_wise
+from icg_rec.ranking.dmp import rank_and_world, shard_tables
 
 DENSE = ["d0", "d1", "d2", "d3"]
 
@@ -69,7 +69,7 @@ def timed_steps(
         model = build_dlrm(config, provider.table_sizes(), provider.dense_width)
     apply_optimizer_in_backward(RowWiseAdagrad, model.sparse_arch.parameters(), {"lr": config.sparse_lr})
     if world > 1:
-        model = shard_table_wise(model, torch.device("cpu"))
+        model = shard_tables(model, torch.device("cpu"))
     optimizer = torch.optim.Adam([p for _, p in in_backward_optimizer_filter(model.named_parameters())])
     order = batch_rows(len(encoded), batch_size, shuffle=True, seed=seed)
     order = [rows for rows in order if len(rows) == batch_size]
