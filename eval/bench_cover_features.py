@@ -16,7 +16,8 @@ update only the rows a batch touches, where an unsharded EmbeddingBagCollection 
 gradient of the whole 1M-row item table every step. The same global batches; the plain and cover
 models take turns step by step, and the cover overhead is the median over steps of (cover step /
 neighbouring plain step) - 1, so that the load of a shared, busy box cancels; ex/s come from the median
-step times. Lookup: `CoverEmbeddingStore.lookup` (the polars join the FeatureProvider uses) and
+step times. A third model, the plain DLRM with `dim` zero columns appended to its dense input, takes
+its turn too: how much of the overhead is the wider dense MLP rather than the cover lookup. Lookup: `CoverEmbeddingStore.lookup` (the polars join the FeatureProvider uses) and
 `CoverFeatures.forward` on the same batch of keys, reading the same vectors (fastest of --rounds).
 Streaming: peak resident memory of a process that fits a FeatureProvider on a parquet log and streams
 one pass of batches (ParquetBatches), at 1x and 10x rows, beside reading the log whole. Last line:
@@ -101,8 +102,21 @@ def make_batches(
     return batches
 
 
-def build_model(args: argparse.Namespace, covers: CoverFeatures | None) -> nn.Module:
-    """torchrec's DLRM (user table; item table shared by item_id and the mean-pooled history), + covers."""
+class ZeroPadded(nn.Module):
+    """A model whose dense input is widened by `extra` zero columns: the cost of a wider dense MLP alone."""
+
+    def __init__(self, model: nn.Module, extra: int) -> None:
+        super().__init__()
+        self.model = model
+        self.extra = extra
+
+    def forward(self, dense: torch.Tensor, sparse: KeyedJaggedTensor) -> torch.Tensor:
+        return self.model(F.pad(dense, (0, self.extra)), sparse)  # dense (B, n + extra)
+
+
+def build_model(args: argparse.Namespace, covers: CoverFeatures | None, extra: int = 0) -> nn.Module:
+    """torchrec's DLRM (user table; item table shared by item_id and the mean-pooled history), with covers
+    or with `extra` zero dense inputs."""
     torch.manual_seed(args.seed)
     tables = [
         EmbeddingBagConfig(
@@ -116,10 +130,12 @@ def build_model(args: argparse.Namespace, covers: CoverFeatures | None) -> nn.Mo
             pooling=PoolingType.MEAN,
         ),
     ]
-    dense_in = N_DENSE + (covers.output_dim if covers is not None else 0)
-    model = DLRM(EmbeddingBagCollection(tables=tables), dense_in, [256, EMBEDDING_DIM], [256, 128, 1])
+    extra = covers.output_dim if covers is not None else extra
+    model = DLRM(EmbeddingBagCollection(tables=tables), N_DENSE + extra, [256, EMBEDDING_DIM], [256, 128, 1])
     apply_optimizer_in_backward(RowWiseAdagrad, model.sparse_arch.parameters(), {"lr": 0.05})
-    return model if covers is None else WithCovers(model, covers)
+    if covers is not None:
+        return WithCovers(model, covers)
+    return ZeroPadded(model, extra) if extra else model
 
 
 def paired_step_times(
@@ -218,6 +234,7 @@ def worker(args: argparse.Namespace) -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     batches = make_batches(args, 8)
     plain = shard_tables(build_model(args, None), torch.device("cpu"))
+    wide = shard_tables(build_model(args, None, extra=args.dim), torch.device("cpu"))
     items, cohorts = cover_keys(args.items, args.cohorts)
     config = CoverFeaturesConfig(dtype=args.dtype)
     covers = CoverFeatures(items, cohorts, args.dim, config, device=torch.device("meta"))
@@ -226,16 +243,18 @@ def worker(args: argparse.Namespace) -> None:
     fill(model.module.covers, items, cohorts, args.seed)
     load_s = time.perf_counter() - start
     del items, cohorts
-    times = paired_step_times({"plain": plain, "cover": model}, batches, args.steps, rank, world)
+    models = {"plain": plain, "wide": wide, "cover": model}
+    times = paired_step_times(models, batches, args.steps, rank, world)
     peak = torch.tensor([_peak_mb()], dtype=torch.float64)
     peaks = [torch.zeros(1, dtype=torch.float64) for _ in range(world)]
     dist.all_gather(peaks, peak)
     shard = model.state_dict()["covers.tables.embedding_bags.covers.weight"].local_shards()[0].tensor
     if rank == 0:
         t = {name: np.array(values) for name, values in times.items()}
-        result = {"plain": float(np.median(t["plain"])), "cover": float(np.median(t["cover"]))}
+        result = {name: float(np.median(t[name])) for name in models}
         result["overhead"] = float(np.median(t["cover"] / t["plain"])) - 1.0  # neighbouring steps, same load
         result["overhead_cpu"] = float(np.median(t["cover_cpu"] / t["plain_cpu"])) - 1.0
+        result["wide_cpu"] = float(np.median(t["wide_cpu"] / t["plain_cpu"])) - 1.0
         result |= {"load_s": load_s, "peak_mb": [float(p) for p in peaks], "shard_shape": list(shard.shape)}
         print("DMP " + json.dumps(result))
     dist.destroy_process_group()
@@ -351,9 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     for processes in (1, 2):
         dmp[processes] = result = run_dmp(args, processes)
         print(
-            f"{processes} DMP process(es): plain {examples / result['plain']:.0f} ex/s, with covers "
-            f"{examples / result['cover']:.0f} ex/s; cover overhead {result['overhead']:+.1%} wall-clock "
-            f"({(result['cover'] - result['plain']) * 1e3:.1f} ms a step), {result['overhead_cpu']:+.1%} CPU time; "
+            f"{processes} DMP process(es): plain DLRM {examples / result['plain']:.0f} ex/s (median step); with "
+            f"covers {result['overhead']:+.1%} a step wall-clock, {result['overhead_cpu']:+.1%} CPU time, "
+            f"of which the {args.dim} wider dense input alone (zeros, no lookup) {result['wide_cpu']:+.1%}; "
             f"cover shard {result['shard_shape']} per process, loaded in {result['load_s']:.1f} s; peak MB "
             f"per process {[round(p) for p in result['peak_mb']]}"
         )
