@@ -31,13 +31,18 @@ import polars as pl
 import torch
 from torch import nn
 from torch.distributed._shard.sharded_tensor import ShardedTensor
-from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
-from torchrec.modules.embedding_configs import DataType
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from icg_rec.cohorts.cache import CoverCache
+from icg_rec.doctor import missing_torchrec_message
 from icg_rec.errors import CheckpointError, SchemaError, UnknownIdError
 from icg_rec.features.store import DEFAULT_COHORT, CoverEmbeddingStore
+
+try:
+    from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, PoolingType
+    from torchrec.modules.embedding_configs import DataType
+    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
+except (ImportError, OSError) as error:  # a missing or mixed FBGEMM build
+    raise ImportError(missing_torchrec_message(error)) from error
 
 if TYPE_CHECKING:  # the rewards package is heavy to import and only needed to build RewardTables
     from icg_rec.rewards.personalized import PersonalizedRewardModel

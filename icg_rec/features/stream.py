@@ -17,10 +17,15 @@ import polars as pl
 import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
-from torchrec.datasets.utils import Batch
 
+from icg_rec.doctor import missing_torchrec_message
 from icg_rec.errors import SchemaError
 from icg_rec.features.provider import EncodedFrame, FeatureProvider
+
+try:
+    from torchrec.datasets.utils import Batch
+except (ImportError, OSError) as error:  # a missing or mixed FBGEMM build
+    raise ImportError(missing_torchrec_message(error)) from error
 
 Source = str | Path | Sequence[str | Path]  # a parquet file, a folder of them, or a list of files
 
