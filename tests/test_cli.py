@@ -54,6 +54,9 @@ def test_every_package_registration_is_listed():
         ["refresh", "--pipeline", "p", "--cohorts", "c", "--items", "i", "--out", "o"],
         ["ab", "plan", "--interactions", "l", "--items", "i", "--manifest", "m", "--out", "o"],
         ["quickstart"],
+        ["run", "--items", "i", "--interactions", "l", "--out", "o", "--preset", "tiny", "--device", "cuda"],
+        ["stage", "encode", "--run", "r"],
+        ["lift", "--dataset", "simworld"],
     ],
 )
 def test_every_command_parses(argv):
@@ -96,3 +99,9 @@ def test_a_refused_input_is_one_line_and_exit_2_never_a_traceback(tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith("icg-rec: error: manifest ") and "has no image_path column" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_pipeline_commands_list_every_stage_and_preset():
+    from icg_rec.pipeline import cli, presets, run
+
+    assert cli.STAGES == run.STAGES and cli.PRESETS == presets.PRESETS

@@ -1,0 +1,197 @@
+import copy
+import json
+import shutil
+import tomllib
+
+import polars as pl
+import pytest
+
+from icg_rec.cli import main
+from icg_rec.errors import CheckpointError
+from icg_rec.pipeline import run as run_module
+from icg_rec.pipeline.config import RunConfig
+from icg_rec.pipeline.presets import PRESETS, preset
+from icg_rec.pipeline.run import STAGES, run_one, run_pipeline
+
+# the tiny preset cut further: every stage runs, in seconds (warm-up still longer than the CPU probe)
+MICRO = """
+[rewards]
+n_boot = 20
+[rewards.personalized]
+epochs = 1
+[rewards.relevance]
+epochs = 2
+[warmup.trainer]
+steps = 5
+batch_size = 4
+sample_items = 2
+[align.draft]
+steps = 2
+batch_size = 2
+num_inference_steps = 2
+grad_steps = 1
+sample_pairs = 2
+[cohorts]
+n_cohorts = 2
+[refresh]
+num_inference_steps = 2
+[lift.cover_arms]
+n_folds = 2
+[lift.cover_arms.lift]
+seeds = [0]
+n_boot = 20
+"""
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory, catalogue_factory):
+    folder = tmp_path_factory.mktemp("micro")
+    (folder / "micro.toml").write_text(MICRO)
+    items, log = catalogue_factory(folder / "data", n_items=12, n_users=30, n_impressions=600)
+    return folder, items, log, preset("tiny").with_toml(folder / "micro.toml")
+
+
+@pytest.fixture(scope="module")
+def micro_run(micro):
+    folder, items, log, config = micro
+    return folder / "run", run_pipeline(items, log, folder / "run", config)
+
+
+def test_a_run_writes_every_stage_and_the_promised_keys(micro, micro_run):
+    out, summary = micro_run
+    assert list(summary["stages"]) == list(STAGES)
+    assert {name: entry["status"] for name, entry in summary["stages"].items()} == {
+        **{name: "ran" for name in STAGES},
+        "ope": "skipped",
+    }
+    assert summary["stages"]["ope"]["reason"] == "no cover_id/propensity in the log"
+    assert set(summary) == {"stages", "data", "rewards", "covers", "lift", "ab"}
+    assert summary["covers"] == {"items": 12, "cohorts": 2, "generated": 12 * 3, "cached": 0}
+    assert set(summary["lift"]) == {"no_cover", "original_cover", "personalized_cover"}
+    assert all(set(arm) == {"auc", "auc_delta", "ci95"} for arm in summary["lift"].values())
+    assert summary["ab"]["sample_size_per_arm"] > 0
+    assert set(summary["rewards"]["baselines"]) == {"popularity", "id_mf"}
+    assert json.loads((out / "run.json").read_text()) == json.loads(json.dumps(summary))
+    report = (out / "report.md").read_text()
+    for heading in (
+        "## Stages",
+        "## Personalized reward model",
+        "## Covers",
+        "## Ranker lift",
+        "## A/B plan",
+    ):
+        assert heading in report
+    assert "(refresh/contact_sheets/cohort_0.png)" in report and "(lift/roc.png)" in report
+    assert RunConfig().with_values(tomllib.loads((out / "config.toml").read_text())) == micro[3]
+
+
+def test_a_rerun_is_up_to_date_without_running_a_body(micro, micro_run, monkeypatch):
+    folder, items, log, config = micro
+    out, _ = micro_run
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an up-to-date stage ran")
+
+    for name, spec in run_module.SPECS.items():
+        monkeypatch.setitem(
+            run_module.SPECS, name, run_module.StageSpec(refuse, spec.output, spec.inputs, spec.device)
+        )
+    summary = run_pipeline(items, log, out, config)
+    assert {entry["status"] for name, entry in summary["stages"].items() if name != "ope"} == {"up to date"}
+
+
+def test_changing_the_alignment_reruns_it_and_its_downstream_only(micro, micro_run, tmp_path):
+    folder, items, log, config = micro
+    out, _ = micro_run
+    config = copy.deepcopy(config)
+    config.align.draft.learning_rate *= 2
+    statuses = {k: v["status"] for k, v in run_pipeline(items, log, out, config)["stages"].items()}
+    assert statuses == {
+        "prepare": "up to date", "encode": "up to date", "rewards": "up to date", "warmup": "up to date",
+        "align": "ran", "cohorts": "up to date", "refresh": "ran", "lift": "ran", "ope": "skipped", "ab": "ran",
+    }  # fmt: skip
+
+
+def test_stages_chain_on_the_command_line(micro, tmp_path, capsys):
+    folder, items, log, _ = micro
+    run = tmp_path / "run"
+    with pytest.raises(CheckpointError, match=r"stage prepare has not finished .*run `icg-rec stage prepare"):
+        main(["stage", "encode", "--run", str(run), "--preset", "tiny"])
+    prepare = ["stage", "prepare", "--run", str(run), "--items", str(items), "--interactions", str(log)]
+    assert main([*prepare, "--preset", "tiny", "--config", str(folder / "micro.toml")]) == 0
+    for name in STAGES[1:]:
+        assert main(["stage", name, "--run", str(run)]) == 0
+    summary = json.loads((run / "run.json").read_text())
+    assert [summary["stages"][name]["status"] for name in STAGES] == ["ran"] * 8 + ["skipped", "ran"]
+    assert main(["run", "--items", str(items), "--interactions", str(log), "--out", str(run), "--preset", "tiny",
+                 "--config", str(folder / "micro.toml")]) == 0  # fmt: skip
+    assert "prepare up to date; encode up to date" in capsys.readouterr().out
+
+
+def test_a_heavy_stage_on_cpu_prints_its_estimate(micro_run, capsys):
+    out, _ = micro_run
+    (out / "warmup" / "stage.json").unlink()
+    shutil.rmtree(out / "warmup" / "checkpoint")
+    run_one("warmup", out)
+    assert "[warmup] estimated" in capsys.readouterr().out
+
+
+def test_the_ope_stage_waits_for_a_log_with_propensities(micro, tmp_path):
+    folder, items, log, config = micro
+    logged = pl.read_csv(log).with_columns(cover_id=pl.lit(0), propensity=pl.lit(1.0))
+    logged.write_csv(tmp_path / "log.csv")
+    run_one("prepare", tmp_path / "run", run_module.Sources.read(items, tmp_path / "log.csv"), config)
+    summary = run_one("ope", tmp_path / "run")
+    assert summary["stages"]["ope"]["status"] == "skipped"
+    assert summary["stages"]["ope"]["reason"] == "the ope stage (icg_rec.ope) is not installed"
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_round_trip_through_toml(name, tmp_path):
+    config = preset(name)
+    (tmp_path / "run.toml").write_text(config.to_toml())
+    assert RunConfig().with_toml(tmp_path / "run.toml") == config
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[warmup.trainer]\nseed = 3\n", r"sets \['warmup.trainer.seed'\]: set the run's seed once"),
+        ("[warmup.trainer]\nstepz = 3\n", r"unknown key 'stepz' for WarmupConfig"),
+        ("warmup = 3\n", r"warmup must be a table of WarmupStageConfig fields"),
+        ('device = "tpu"\n', r"device must be one of \('cpu', 'cuda'\), got 'tpu'"),
+    ],
+)
+def test_a_bad_run_config_is_refused(tmp_path, text, message):
+    (tmp_path / "run.toml").write_text(text)
+    with pytest.raises((CheckpointError, ValueError), match=message):
+        RunConfig().with_toml(tmp_path / "run.toml")
+
+
+def test_the_seed_reaches_every_stage():
+    config = preset("tiny")
+    config.seed = 7
+    assert config.stage("warmup").trainer.seed == 7 and config.stage("align").draft.seed == 7
+    assert config.stage("lift").cover_arms.seed == 7 and config.stage("cohorts").seed == 7
+    assert config.warmup.trainer.seed == 0  # the run's own tables are left as they are
+
+
+def test_the_gpu_preset_asks_for_its_model_folders(micro_run):
+    from icg_rec.pipeline.encode import Encoded
+    from icg_rec.pipeline.rewards import Rewards
+    from icg_rec.pipeline.warmup import generator_config
+
+    out, _ = micro_run
+    with pytest.raises(
+        ValueError, match=r"\[warmup.generator\] diffusion is empty: this preset expects a local"
+    ):
+        generator_config(preset("gpu").warmup, Encoded(out / "encode"), Rewards(out / "rewards"))
+
+
+def test_the_generator_reads_its_widths_from_its_inputs(micro_run):
+    from icg_rec.pipeline.warmup import Warmed
+
+    out, _ = micro_run
+    pipe = Warmed(out / "warmup").pipeline(run_module.Encoded(out / "encode"))
+    assert pipe.refiner.config.user_dim == preset("tiny").rewards.personalized.dim
+    assert pipe.unet.config.sample_size == preset("tiny").encode.image_size
