@@ -8,8 +8,8 @@ on them (a cover uniform over the item's candidates, propensity 1/K, a click fro
 shown cover), fits the outcome model out-of-fold on it, and estimates each target policy's CTR:
 - original, generic: the item's original / generic cover;
 - own_cohort: the cover refreshed for the user's cohort (the quickstart's cohorts);
-- reward_greedy: the candidate the quickstart's personalized reward model scores highest for the user
-  (the model is refitted here exactly as the quickstart fits it: same config, rows and seed).
+- reward_greedy: the candidate the quickstart's personalized reward model (its rewards stage) scores
+  highest for the user.
 Truth: each policy's expected CTR under the oracle on the same impressions. Reported per policy and
 estimator: mean estimate, bias, RMSE, and the coverage of the 95% user-level bootstrap interval; the
 DR ranking of the policies against the true ranking; and the exploration share of traffic the DR lift
@@ -33,7 +33,6 @@ from scipy import stats
 
 from icg_rec.data.sim import SimWorld
 from icg_rec.data.sim.exploration import CoverExposure
-from icg_rec.data.splits import per_user_temporal_split
 from icg_rec.io import atomic_write, config_from_dict, read_json, write_json
 from icg_rec.ope.covers import candidates_from_refresh
 from icg_rec.ope.design import dr_lift_variance_prior, exploration_impressions
@@ -42,7 +41,6 @@ from icg_rec.ope.evaluate import OPEConfig, estimate_all, reward_scores
 from icg_rec.ope.outcome import OutcomeConfig, candidate_features, fit_outcome_oof
 from icg_rec.ope.policies import parse_policy, policy_context
 from icg_rec.ranking.cover_arms import read_cover_run
-from icg_rec.rewards.personalized import CoverFeatures, PersonalizedRewardModel
 
 TARGETS = ("original", "generic", "own_cohort", "reward_greedy")
 REPORTED = ("ips", "snips", "dm", "dr", "dr_clipped")
@@ -138,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _setup(args: argparse.Namespace) -> dict:
     """World, candidates, reward scores, exposure and the target policies' distributions."""
-    from icg_rec.quickstart import QuickstartConfig, run_quickstart
+    from icg_rec.data.sim import SimConfig
+    from icg_rec.pipeline.rewards import Rewards
+    from icg_rec.quickstart import run_quickstart
 
     laps: dict[str, float] = {}
     t = time.perf_counter()
@@ -154,20 +154,15 @@ def _setup(args: argparse.Namespace) -> dict:
         run_quickstart(folder)
         lap("quickstart")
     run = read_cover_run(folder)
-    quickstart = config_from_dict(
-        QuickstartConfig, read_json(folder / "quickstart.json")["config"], "quickstart.json"
-    )
-    world = SimWorld.generate(quickstart.sim_config())
+    world_config = read_json(folder / "quickstart.json")["config"]["world"]
+    world = SimWorld.generate(config_from_dict(SimConfig, world_config, "quickstart.json [config.world]"))
     n_items = world.config.n_items
     candidates = candidates_from_refresh(np.arange(n_items), world.covers, folder / "refresh")
     if not np.array_equal(candidates.item_ids, np.arange(n_items)):
         raise SystemExit(f"{folder}/refresh does not cover every item of the world")
     lap("world_and_covers")
 
-    train, _ = per_user_temporal_split(world.dataset.interactions, test_fraction=0.2)
-    reward = PersonalizedRewardModel(quickstart.reward_config()).fit(
-        train, CoverFeatures(np.arange(n_items), world.covers.numpy()), seed=quickstart.seed
-    )
+    reward = Rewards(folder / "rewards").personalized()
     lap("reward_model")
     exposure = CoverExposure.build(world, candidates.images, candidates.cover_ids)
     lap("oracle")

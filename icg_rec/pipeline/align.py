@@ -48,19 +48,21 @@ class Aligned(StageOutput):
         return ICGPipeline.from_pretrained(folder, encoded.image_encoder(), encoded.text_encoder()).to(device)
 
 
-def multi_reward(rewards: Rewards, encoded: Encoded):
-    """The weighted MultiReward of the rewards stage (aesthetic, relevance, personalized)."""
+def multi_reward(rewards: Rewards, encoded: Encoded, device: str = "cpu"):
+    """The weighted MultiReward of the rewards stage (aesthetic, relevance, personalized), on `device`."""
     from icg_rec.rewards.aesthetic import AestheticReward
     from icg_rec.rewards.combiner import MultiReward, MultiRewardConfig
     from icg_rec.rewards.relevance import RelevanceReward
 
     weights = {name: w for name, w in rewards.weights().items() if w}
-    image_encoder = encoded.image_encoder()
-    scorers = {"personalized": rewards.personalized(image_encoder)}
+    image_encoder = encoded.image_encoder().to(device)
+    scorers = {"personalized": rewards.personalized(image_encoder, device)}
     if "aesthetic" in weights:
         scorers["aesthetic"] = AestheticReward()
     if "relevance" in weights:
-        scorers["relevance"] = RelevanceReward(rewards.relevance(), encoded.text_encoder(), image_encoder)
+        scorers["relevance"] = RelevanceReward(
+            rewards.relevance(device), encoded.text_encoder(), image_encoder
+        )
     return MultiReward(scorers, MultiRewardConfig(weights=weights))
 
 
@@ -82,6 +84,7 @@ def align(
     warmed: Warmed,
     folder: Path,
     device: str = "cpu",
+    dtype: str = "float32",
 ) -> Aligned:
     """Aligns the warmed-up generator with the rewards over every (item, user of the reward model).
 
@@ -92,7 +95,8 @@ def align(
         rewards: the weighted rewards and the users' vectors.
         warmed: the warmed-up pipeline (the alignment's anchor).
         folder: the stage folder (a checkpoint there is resumed).
-        device: torch device of the pipeline.
+        device: where the pipeline and the rewards run.
+        dtype: the generator's autocast dtype while training ("float32": none).
 
     Returns:
         The aligned pipeline.
@@ -109,13 +113,13 @@ def align(
     items = prepared.items()
     item_set = ItemSet(items["title"].to_list(), encoded.tensors()["pixels"], items["item_id"].to_torch())
     users = audience(rewards, encoded)
-    reward = multi_reward(rewards, encoded)
+    reward = multi_reward(rewards, encoded, device)
     aligner_class = RewardAligner if config.method == "draft" else DPOAligner
     done = []
 
     def fit(trainer_config, resume: bool) -> None:
         # the warm-up pipeline every time: on resume the anchor is taken before the checkpoint loads
-        aligner = aligner_class(warmed.pipeline(encoded, device), reward, trainer_config)
+        aligner = aligner_class(warmed.pipeline(encoded), reward, trainer_config, device=device, dtype=dtype)
         done.append(aligner.fit(item_set, users, folder, resume=resume))
 
     steps = "steps" if config.method == "draft" else "rounds"

@@ -18,6 +18,7 @@ from typing import Any
 from icg_rec.cohorts.clustering import CohortConfig
 from icg_rec.errors import CheckpointError
 from icg_rec.experiment.plan import ABPlanConfig
+from icg_rec.ope.stage import OPEStageConfig
 from icg_rec.pipeline.align import AlignStageConfig
 from icg_rec.pipeline.encode import EncodeConfig
 from icg_rec.pipeline.lift import LiftStageConfig
@@ -35,7 +36,9 @@ DTYPES = ("float32", "bfloat16", "float16")
 class RunConfig:
     seed: int = 0  # every stage's seed (stage tables carry none of their own)
     device: str = "cpu"  # "cpu" or "cuda": where the generator trains and samples
-    dtype: str = "float32"  # "float32", "bfloat16" or "float16": the generator's dtype while refreshing
+    dtype: str = (
+        "float32"  # "float32", "bfloat16" or "float16": the generator's training autocast and sampling
+    )
     threads: int = 1  # torch CPU threads (tiny models: more threads on a shared 2-core box stalled)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)  # validation and split
     encode: EncodeConfig = field(default_factory=EncodeConfig)  # text and image embeddings, cover size
@@ -45,6 +48,9 @@ class RunConfig:
     cohorts: CohortConfig = field(default_factory=CohortConfig)  # k-means over the reward user vectors
     refresh: RefreshConfig = field(default_factory=RefreshConfig)  # covers per (item, cohort)
     lift: LiftStageConfig = field(default_factory=LiftStageConfig)  # cover arms on the test rows
+    ope: OPEStageConfig = field(
+        default_factory=OPEStageConfig
+    )  # off-policy evaluation (cover-aware logs only)
     ab: ABPlanConfig = field(default_factory=ABPlanConfig)  # the A/B plan
 
     def __post_init__(self) -> None:

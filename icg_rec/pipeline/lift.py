@@ -83,11 +83,12 @@ def lift(
     scorer = None
     if reward_config.cover_tower == "cnn":
         scorer = reward_model_scorer(reward_config, original, seed=config.cover_arms.seed)
+    train, test = prepared.train(), prepared.test()
     train, test, arms = build_cover_arms(
-        prepared.train(),
-        prepared.test(),
+        train,
+        test,
         original,
-        refreshed.covers(),
+        refreshed.covers(generic="cover_id" in train.columns),  # a cover-aware log may show generic covers
         cohorts.user_cohorts(),
         embed,
         config.cover_arms,

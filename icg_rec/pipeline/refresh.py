@@ -33,13 +33,24 @@ class Refreshed(StageOutput):
         """One row per (item, cohort): item_id, cohort_id (-1 = generic), key, path, status, ..."""
         return pl.read_parquet(self.path("manifest.parquet"))
 
-    def covers(self):
-        """The per-cohort covers (CohortCovers), every file checked against the stage record."""
-        from icg_rec.ranking.cover_arms import load_refreshed_covers
+    def covers(self, generic: bool = False):
+        """The refreshed covers as CohortCovers (sorted by item, cohort), every file checked.
 
-        self.path("manifest.parquet")
-        self.path("covers")
-        return load_refreshed_covers(self.folder)
+        Args:
+            generic: also each item's generic cover (cohort -1): a log whose cover_id says a generic
+                cover was shown needs it.
+        """
+        import torch
+
+        from icg_rec.cohorts.cache import CoverCache
+        from icg_rec.ranking.cover_arms import CohortCovers
+
+        rows = self.manifest().sort("item_id", "cohort_id")
+        if not generic:
+            rows = rows.filter(pl.col("cohort_id") >= 0)
+        cache = CoverCache(self.path("covers"))
+        images = torch.stack([cache.get(key) for key in rows["key"]])  # (n, 3, S, S)
+        return CohortCovers(rows["item_id"].to_numpy(), rows["cohort_id"].to_numpy(), images)
 
     def summary(self) -> dict:
         """items, cohorts, generated, cached (and the seconds of the generation loop)."""
@@ -70,26 +81,28 @@ def refresh(
         aligned: the aligned generator.
         cohorts: the cohorts (their centroids are the user embeddings covers are made for).
         folder: the stage folder (covers already there are reused).
-        device: torch device of the pipeline.
-        dtype: torch dtype of the pipeline while sampling ("float32", "bfloat16", "float16").
+        device: where the covers are generated.
+        dtype: the UNet's and decoder's dtype while sampling ("float32", "bfloat16", "float16": CUDA only).
 
     Returns:
         The refreshed covers.
     """
-    import torch
-
     from icg_rec.cohorts.cache import CoverCache
     from icg_rec.cohorts.generator import PipelineCoverGenerator
     from icg_rec.cohorts.refresh import GENERIC_COHORT, contact_sheets, refresh_covers
 
     items = prepared.items()
     fitted = cohorts.cohorts()
-    pipe = aligned.pipeline(encoded, device)
-    if dtype != "float32":
-        pipe = pipe.to(dtype=getattr(torch, dtype))
     references = list(encoded.tensors()["pixels"])
     generator = PipelineCoverGenerator(
-        pipe, items["item_id"], items["title"], references, config.num_inference_steps, config.guidance_scale
+        aligned.pipeline(encoded),
+        items["item_id"],
+        items["title"],
+        references,
+        config.num_inference_steps,
+        config.guidance_scale,
+        device=device,
+        dtype=dtype,
     )
     generated = 0
     if device == "cpu" and not (folder / "covers").is_dir() and items.height > PROBE_ITEMS:

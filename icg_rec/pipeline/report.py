@@ -60,6 +60,13 @@ def write_report(out: Path, summary: dict) -> str:
             )
         lines += ["", "Details: `lift/report.md`.", ""]
         lines += [f"![{name}](lift/{name}.png)" for name in ("roc", "user_auc_delta", "calibration")]
+    if "ope" in summary:
+        lines += [
+            "",
+            "## Off-policy evaluation of cover policies (test rows)",
+            "",
+            "Estimates and CIs per policy: `ope/report.md`.",
+        ]
     if ab := summary.get("ab"):
         spec = out / "ab" / "spec.md"
         lines += [

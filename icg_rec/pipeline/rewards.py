@@ -36,21 +36,21 @@ class RewardsConfig:
 class Rewards(StageOutput):
     """personalized/ (+ relevance/), rewards.json (weights, user width) and metrics.json."""
 
-    def personalized(self, image_encoder=None):
-        """The fitted PersonalizedRewardModel, frozen (an "embedding" tower needs the image encoder)."""
+    def personalized(self, image_encoder=None, device: str = "cpu"):
+        """The fitted PersonalizedRewardModel on `device`, frozen (an "embedding" tower needs the image encoder)."""
         from icg_rec.rewards.personalized import PersonalizedRewardModel
 
-        model = PersonalizedRewardModel.load(self.path("personalized"), image_encoder)
+        model = PersonalizedRewardModel.load(self.path("personalized"), image_encoder, device=device)
         model.net_.requires_grad_(False)
         return model
 
-    def relevance(self):
-        """The fitted RelevanceModel, frozen, or None when the alignment does not weight relevance."""
+    def relevance(self, device: str = "cpu"):
+        """The fitted RelevanceModel on `device`, frozen, or None when the alignment does not weight relevance."""
         from icg_rec.rewards.relevance import RelevanceModel
 
         if not self.weights().get("relevance"):
             return None
-        model = RelevanceModel.load(self.path("relevance"))
+        model = RelevanceModel.load(self.path("relevance"), device=device)
         model.net_.requires_grad_(False)
         return model
 
@@ -76,7 +76,9 @@ def cover_features(config: PersonalizedConfig, encoded: Encoded):
     return CoverFeatures(tensors["item_ids"].numpy(), covers.numpy())
 
 
-def train_rewards(config: RewardsConfig, prepared: Prepared, encoded: Encoded, folder: Path) -> Rewards:
+def train_rewards(
+    config: RewardsConfig, prepared: Prepared, encoded: Encoded, folder: Path, device: str = "cpu"
+) -> Rewards:
     """Fits the weighted rewards on the training rows and scores the test rows.
 
     Args:
@@ -84,6 +86,7 @@ def train_rewards(config: RewardsConfig, prepared: Prepared, encoded: Encoded, f
         prepared: train and test rows.
         encoded: cover pixels and embeddings.
         folder: the stage folder.
+        device: where the models train and score.
 
     Returns:
         The fitted rewards.
@@ -102,10 +105,12 @@ def train_rewards(config: RewardsConfig, prepared: Prepared, encoded: Encoded, f
         personal_config = replace(personal_config, image_size=int(tensors["pixels"].shape[-1]))
     covers = cover_features(personal_config, encoded)
     train, test = prepared.train(), prepared.test()
-    model = PersonalizedRewardModel(personal_config, encoded.image_encoder()).fit(train, covers, seed=seed)
+    model = PersonalizedRewardModel(personal_config, encoded.image_encoder().to(device), device=device).fit(
+        train, covers, seed=seed
+    )
     model.save(folder / "personalized")
     if config.weights.get("relevance"):
-        relevance = RelevanceModel(config.relevance)
+        relevance = RelevanceModel(config.relevance, device=device)
         # the titles alone: the relevance reward scores generated covers against their titles
         relevance.fit(tensors["titles"].numpy(), tensors["image"].numpy(), seed=seed).save(
             folder / "relevance"

@@ -15,12 +15,14 @@ from typing import Any
 from icg_rec.data.contract import ColumnMapping
 from icg_rec.errors import CheckpointError
 from icg_rec.io import atomic_write, read_json, write_json
+from icg_rec.ope.stage import OPEOutput, skip_reason
 from icg_rec.pipeline.ab import Planned, plan
 from icg_rec.pipeline.align import Aligned, align
 from icg_rec.pipeline.cohorts import Cohorts, fit_cohorts
 from icg_rec.pipeline.config import RunConfig
 from icg_rec.pipeline.encode import Encoded, encode
 from icg_rec.pipeline.lift import Lifted, lift
+from icg_rec.pipeline.ope import ope
 from icg_rec.pipeline.prepare import Prepared, Sources, prepare
 from icg_rec.pipeline.refresh import Refreshed, refresh
 from icg_rec.pipeline.report import write_report
@@ -30,7 +32,6 @@ from icg_rec.pipeline.warmup import Warmed, warmup
 
 CONFIG_FILE = "config.toml"
 SKIPPED = "skipped"
-OPE_COLUMNS = ("cover_id", "propensity")  # what the ope stage needs in the log
 
 
 @dataclass(frozen=True)
@@ -40,21 +41,25 @@ class StageSpec:
     body: Any  # (config, *inputs, folder[, device, dtype]) -> output
     output: type[StageOutput]  # the stage's typed output
     inputs: tuple[str, ...]  # upstream stages ("sources": the external inputs), in the body's order
-    device: bool = False  # the body takes device= (and dtype= for refresh)
+    device: bool = False  # the body takes device=
+    dtype: bool = False  # the body takes dtype= (the generator's)
 
 
 SPECS: dict[str, StageSpec] = {
     "prepare": StageSpec(prepare, Prepared, ("sources",)),
     "encode": StageSpec(encode, Encoded, ("prepare",)),
-    "rewards": StageSpec(train_rewards, Rewards, ("prepare", "encode")),
-    "warmup": StageSpec(warmup, Warmed, ("prepare", "encode", "rewards"), device=True),
-    "align": StageSpec(align, Aligned, ("prepare", "encode", "rewards", "warmup"), device=True),
+    "rewards": StageSpec(train_rewards, Rewards, ("prepare", "encode"), device=True),
+    "warmup": StageSpec(warmup, Warmed, ("prepare", "encode", "rewards"), device=True, dtype=True),
+    "align": StageSpec(align, Aligned, ("prepare", "encode", "rewards", "warmup"), device=True, dtype=True),
     "cohorts": StageSpec(fit_cohorts, Cohorts, ("encode", "rewards")),
-    "refresh": StageSpec(refresh, Refreshed, ("prepare", "encode", "align", "cohorts"), device=True),
+    "refresh": StageSpec(
+        refresh, Refreshed, ("prepare", "encode", "align", "cohorts"), device=True, dtype=True
+    ),
     "lift": StageSpec(lift, Lifted, ("prepare", "encode", "rewards", "cohorts", "refresh")),
+    "ope": StageSpec(ope, OPEOutput, ("prepare", "encode", "rewards", "cohorts", "refresh"), device=True),
     "ab": StageSpec(plan, Planned, ("prepare", "refresh")),
 }
-STAGES = ("prepare", "encode", "rewards", "warmup", "align", "cohorts", "refresh", "lift", "ope", "ab")
+STAGES = tuple(SPECS)  # prepare encode rewards warmup align cohorts refresh lift ope ab
 
 
 def run_pipeline(
@@ -115,7 +120,7 @@ def run_one(
     if device is not None:
         config.device = device
     outputs: dict[str, Any] = {"sources": sources}
-    for upstream in {*(SPECS[name].inputs if name in SPECS else ("prepare",))} - {"sources"}:
+    for upstream in set(SPECS[name].inputs) - {"sources"}:
         outputs[upstream] = finished(upstream, out)
     if name == "prepare" and sources is None:
         raise ValueError("the prepare stage reads the items and the log: give --items and --interactions")
@@ -159,6 +164,8 @@ def write_run(out: Path, statuses: dict[str, dict]) -> dict:
 def run_summary(out: Path, statuses: dict[str, dict]) -> dict:
     """What run.json holds: stages, rewards, covers, lift and ab (+ ope), from each finished stage."""
     done = {name for name in SPECS if (out / name / STAGE_FILE).is_file()}
+    if statuses.get("ope", {}).get("status") == SKIPPED:
+        done.discard("ope")  # an older run's report is not this log's
     summary: dict[str, Any] = {"stages": statuses}
     if "prepare" in done:
         summary["data"] = Prepared(out / "prepare").summary()
@@ -178,6 +185,8 @@ def run_summary(out: Path, statuses: dict[str, dict]) -> dict:
             }
             for arm, values in report["arms"].items()
         }
+    if "ope" in done:
+        summary["ope"] = OPEOutput(out / "ope").report()
     if "ab" in done:
         spec = Planned(out / "ab").spec()
         keys = ("sample_size_per_arm", "sample_size_per_arm_without_cuped", "duration_days", "mde_at_available_users",
@@ -189,21 +198,15 @@ def run_summary(out: Path, statuses: dict[str, dict]) -> dict:
 def _run(name: str, config: RunConfig, outputs: dict[str, Any], out: Path) -> dict:
     """Runs (or skips) one stage, records its output in `outputs`, prints and returns its status."""
     start = time.perf_counter()
-    if name == "ope":
-        columns = outputs["prepare"].summary()["optional_columns"]
-        entry = {"seconds": 0.0, "status": SKIPPED}
-        if missing := [c for c in OPE_COLUMNS if c not in columns]:
-            entry["reason"] = f"no {'/'.join(missing)} in the log"
-        else:
-            entry["reason"] = "the ope stage (icg_rec.ope) is not installed"
-        print(f"[ope] skipped: {entry['reason']}", flush=True)
-        return entry
+    if name == "ope" and (reason := skip_reason(outputs["prepare"].test())):
+        print(f"[ope] skipped: {reason}", flush=True)
+        return {"seconds": 0.0, "status": SKIPPED, "reason": reason}
     spec = SPECS[name]
     body = spec.body
     if spec.device:
         body = functools.partial(body, device=config.device)
-        if name == "refresh":
-            body = functools.partial(body, dtype=config.dtype)
+    if spec.dtype:
+        body = functools.partial(body, dtype=config.dtype)
     import torch
 
     torch.set_num_threads(config.threads)

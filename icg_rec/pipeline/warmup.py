@@ -80,6 +80,7 @@ def warmup(
     rewards: Rewards,
     folder: Path,
     device: str = "cpu",
+    dtype: str = "float32",
 ) -> Warmed:
     """Builds the generator and warms it up by denoising the reference covers (no labels).
 
@@ -89,7 +90,8 @@ def warmup(
         encoded: the reference covers as pixels and the perception encoders.
         rewards: the reward model, whose user width the generator's refiner reads.
         folder: the stage folder (a checkpoint there is resumed).
-        device: torch device of the pipeline.
+        device: where the pipeline trains.
+        dtype: the generator's autocast dtype while training ("float32": none).
 
     Returns:
         The warmed-up pipeline.
@@ -101,7 +103,7 @@ def warmup(
 
     torch.manual_seed(config.trainer.seed)
     generator = generator_config(config, encoded, rewards)
-    pipe = build_pipeline(generator, encoded.image_encoder(), encoded.text_encoder()).to(device)
+    pipe = build_pipeline(generator, encoded.image_encoder(), encoded.text_encoder())
     titles = prepared.items()["title"].to_list()
     images = encoded.tensors()["pixels"]
     trainer = replace(
@@ -109,7 +111,7 @@ def warmup(
     )  # a pretrained UNet stays frozen
 
     def fit(settings: WarmupConfig, resume: bool) -> None:
-        WarmupTrainer(pipe, settings).fit(titles, images, folder, resume=resume)
+        WarmupTrainer(pipe, settings, device=device, dtype=dtype).fit(titles, images, folder, resume=resume)
 
     fit_with_estimate(fit, trainer, folder / "checkpoint", device, "warmup")
     return Warmed(folder)

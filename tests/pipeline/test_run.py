@@ -3,6 +3,7 @@ import json
 import shutil
 import tomllib
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -64,7 +65,7 @@ def test_a_run_writes_every_stage_and_the_promised_keys(micro, micro_run):
         **{name: "ran" for name in STAGES},
         "ope": "skipped",
     }
-    assert summary["stages"]["ope"]["reason"] == "no cover_id/propensity in the log"
+    assert summary["stages"]["ope"]["reason"].startswith("the interactions log has no cover_id / propensity")
     assert set(summary) == {"stages", "data", "rewards", "covers", "lift", "ab"}
     assert summary["covers"] == {"items": 12, "cohorts": 2, "generated": 12 * 3, "cached": 0}
     assert set(summary["lift"]) == {"no_cover", "original_cover", "personalized_cover"}
@@ -136,14 +137,18 @@ def test_a_heavy_stage_on_cpu_prints_its_estimate(micro_run, capsys):
     assert "[warmup] estimated" in capsys.readouterr().out
 
 
-def test_the_ope_stage_waits_for_a_log_with_propensities(micro, tmp_path):
+def test_the_ope_stage_runs_on_a_log_of_randomized_covers(micro, tmp_path):
     folder, items, log, config = micro
-    logged = pl.read_csv(log).with_columns(cover_id=pl.lit(0), propensity=pl.lit(1.0))
+    config = config.with_values({"ope": {"n_boot": 20, "outcome_epochs": 1}})
+    rng = np.random.default_rng(0)
+    logged = pl.read_csv(log)  # 2 cohorts: candidates original (0), generic (1), cohort covers (2, 3)
+    logged = logged.with_columns(
+        cover_id=pl.Series(rng.integers(0, 4, logged.height)), propensity=pl.lit(0.25)
+    )
     logged.write_csv(tmp_path / "log.csv")
-    run_one("prepare", tmp_path / "run", run_module.Sources.read(items, tmp_path / "log.csv"), config)
-    summary = run_one("ope", tmp_path / "run")
-    assert summary["stages"]["ope"]["status"] == "skipped"
-    assert summary["stages"]["ope"]["reason"] == "the ope stage (icg_rec.ope) is not installed"
+    summary = run_pipeline(items, tmp_path / "log.csv", tmp_path / "run", config)
+    assert summary["stages"]["ope"]["status"] == "ran" and "ope" in summary
+    assert "## Off-policy evaluation" in (tmp_path / "run" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("name", PRESETS)
