@@ -113,7 +113,7 @@ def refresh(
         per_cover = (time.perf_counter() - start) / max(probe.work, 1)
         total = items.height * (len(fitted.versions_) + 1)
         print(
-            f"[refresh] estimated {per_cover * (total - probe.work) / 60:.1f} min for {total} covers on CPU",
+            f"[refresh] estimated at most {per_cover * (total - probe.work) / 60:.1f} min for {total} covers on CPU",
             flush=True,
         )
         generated = probe.generated

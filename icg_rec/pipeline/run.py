@@ -120,8 +120,9 @@ def run_one(
     if device is not None:
         config.device = device
     outputs: dict[str, Any] = {"sources": sources}
-    for upstream in set(SPECS[name].inputs) - {"sources"}:
-        outputs[upstream] = finished(upstream, out)
+    for upstream in SPECS[name].inputs:
+        if upstream != "sources":
+            outputs[upstream] = finished(upstream, out)
     if name == "prepare" and sources is None:
         raise ValueError("the prepare stage reads the items and the log: give --items and --interactions")
     previous = read_json(out / "run.json")["stages"] if (out / "run.json").is_file() else {}

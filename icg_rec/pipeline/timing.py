@@ -45,9 +45,9 @@ def fit_with_estimate(
     per_step = (time.perf_counter() - start) / PROBE_STEPS
     every = max(1, min(config.checkpoint_every, int(CHECKPOINT_SECONDS / per_step)))
     print(
-        f"[{what}] estimated {per_step * (steps - PROBE_STEPS) / 60:.1f} min for the remaining "
-        f"{steps - PROBE_STEPS} of {steps} {steps_field} on CPU ({per_step:.2f} s each); "
-        f"checkpoint every {every}",
+        f"[{what}] estimated at most {per_step * (steps - PROBE_STEPS) / 60:.1f} min for the remaining "
+        f"{steps - PROBE_STEPS} of {steps} {steps_field} on CPU ({per_step:.2f} s each over the first "
+        f"{PROBE_STEPS}, setup included); checkpoint every {every}",
         flush=True,
     )
     fit(replace(config, checkpoint_every=every), True)

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from icg_rec.cli import main
+from icg_rec.data.toy import write_toy_catalogue
 from icg_rec.errors import CheckpointError
 from icg_rec.pipeline import run as run_module
 from icg_rec.pipeline.config import RunConfig
@@ -45,10 +46,10 @@ n_boot = 20
 
 
 @pytest.fixture(scope="module")
-def micro(tmp_path_factory, catalogue_factory):
+def micro(tmp_path_factory):
     folder = tmp_path_factory.mktemp("micro")
     (folder / "micro.toml").write_text(MICRO)
-    items, log = catalogue_factory(folder / "data", n_items=12, n_users=30, n_impressions=600)
+    items, log = write_toy_catalogue(folder / "data", n_items=12, n_users=30, n_impressions=600)
     return folder, items, log, preset("tiny").with_toml(folder / "micro.toml")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from icg_rec.cli import main
+from icg_rec.data.toy import write_toy_catalogue
 from icg_rec.pipeline.run import STAGES
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -22,10 +23,10 @@ def readme_block(marker: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory, catalogue_factory):
+def shop(tmp_path_factory):
     """A folder with shop/{items.csv, interactions.csv, covers/*.png}: 50 items, 200 users, 5,000 impressions."""
     folder = tmp_path_factory.mktemp("readme")
-    catalogue_factory(folder / "shop")
+    write_toy_catalogue(folder / "shop")
     return folder
 
 
