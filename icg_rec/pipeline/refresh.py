@@ -1,5 +1,6 @@
 """Stage `refresh`: a generic cover and one per cohort for every item (resumable, content-addressed)."""
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,6 +13,8 @@ from icg_rec.pipeline.cohorts import Cohorts
 from icg_rec.pipeline.encode import Encoded
 from icg_rec.pipeline.prepare import Prepared
 from icg_rec.pipeline.stage import StageOutput
+
+logger = logging.getLogger(__name__)
 
 PROBE_ITEMS = 2  # items refreshed first on a CPU, to time the rest
 
@@ -112,10 +115,8 @@ def refresh(
         )
         per_cover = (time.perf_counter() - start) / max(probe.work, 1)
         total = items.height * (len(fitted.versions_) + 1)
-        print(
-            f"[refresh] estimated at most {per_cover * (total - probe.work) / 60:.1f} min for {total} covers on CPU",
-            flush=True,
-        )
+        minutes = per_cover * (total - probe.work) / 60
+        logger.info("[refresh] estimated at most %.1f min for %d covers on CPU", minutes, total)
         generated = probe.generated
     manifest, stats = refresh_covers(items, fitted, generator, folder, config.seed, config.batch_size)
     cache = CoverCache(folder / "covers")

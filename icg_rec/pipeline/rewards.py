@@ -40,9 +40,7 @@ class Rewards(StageOutput):
         """The fitted PersonalizedRewardModel on `device`, frozen (an "embedding" tower needs the image encoder)."""
         from icg_rec.rewards.personalized import PersonalizedRewardModel
 
-        model = PersonalizedRewardModel.load(self.path("personalized"), image_encoder, device=device)
-        model.net_.requires_grad_(False)
-        return model
+        return PersonalizedRewardModel.load(self.path("personalized"), image_encoder, device=device).freeze()
 
     def relevance(self, device: str = "cpu"):
         """The fitted RelevanceModel on `device`, frozen, or None when the alignment does not weight relevance."""
@@ -50,9 +48,7 @@ class Rewards(StageOutput):
 
         if not self.weights().get("relevance"):
             return None
-        model = RelevanceModel.load(self.path("relevance"), device=device)
-        model.net_.requires_grad_(False)
-        return model
+        return RelevanceModel.load(self.path("relevance"), device=device).freeze()
 
     def weights(self) -> dict[str, float]:
         """The reward weights of the alignment."""
@@ -91,6 +87,7 @@ def train_rewards(
     Returns:
         The fitted rewards.
     """
+    from icg_rec.rewards.base import GENERIC_USER
     from icg_rec.rewards.personalized import PersonalizedRewardModel
     from icg_rec.rewards.relevance import RelevanceModel
 
@@ -116,11 +113,13 @@ def train_rewards(
             folder / "relevance"
         )
     known = test.with_columns(
-        user_id=pl.when(pl.col("user_id").is_in(model.user_ids_.tolist())).then("user_id").otherwise(-1)
+        user_id=pl.when(pl.col("user_id").is_in(model.user_ids_.tolist()))
+        .then("user_id")
+        .otherwise(GENERIC_USER)
     )
     predictions = {"personalized": model.predict(known, covers), **baseline_predictions(train, test, seed)}
     metrics = reward_metrics(test, predictions, n_boot=config.n_boot, seed=seed)
-    metrics["test_rows_of_unknown_users"] = int((known["user_id"] == -1).sum())
+    metrics["test_rows_of_unknown_users"] = int((known["user_id"] == GENERIC_USER).sum())
     write_json(folder / "metrics.json", metrics)
     write_json(folder / "rewards.json", {"weights": config.weights, "personalized": asdict(personal_config)})
     return Rewards(folder)

@@ -7,6 +7,7 @@ RUN/report.md          stage times, reward metrics, contact sheets, lift table a
 """
 
 import functools
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ from icg_rec.pipeline.report import write_report
 from icg_rec.pipeline.rewards import Rewards, train_rewards
 from icg_rec.pipeline.stage import STAGE_FILE, StageOutput, run_stage
 from icg_rec.pipeline.warmup import Warmed, warmup
+
+logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.toml"
 SKIPPED = "skipped"
@@ -197,10 +200,10 @@ def run_summary(out: Path, statuses: dict[str, dict]) -> dict:
 
 
 def _run(name: str, config: RunConfig, outputs: dict[str, Any], out: Path) -> dict:
-    """Runs (or skips) one stage, records its output in `outputs`, prints and returns its status."""
+    """Runs (or skips) one stage, records its output in `outputs`, logs and returns its status."""
     start = time.perf_counter()
     if name == "ope" and (reason := skip_reason(outputs["prepare"].test())):
-        print(f"[ope] skipped: {reason}", flush=True)
+        logger.info("[ope] skipped: %s", reason)
         return {"seconds": 0.0, "status": SKIPPED, "reason": reason}
     spec = SPECS[name]
     body = spec.body
@@ -220,5 +223,5 @@ def _run(name: str, config: RunConfig, outputs: dict[str, Any], out: Path) -> di
         "status": result.status,
         "compute_seconds": record["seconds"],
     }
-    print(f"[{name}] {result.status} ({entry['seconds']:.1f} s)", flush=True)
+    logger.info("[%s] %s (%.1f s)", name, result.status, entry["seconds"])
     return entry
