@@ -14,14 +14,14 @@ def register(groups: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--out", type=Path, required=True, help="run folder (stages already up to date are skipped)"
     )
-    _settings(run)
+    _settings(run, default="cpu")
     run.set_defaults(run=_run)
 
     stage = groups.add_parser("stage", help="one stage of a run folder, from its upstream stages' folders")
     stage.add_argument("name", choices=STAGES)
-    stage.add_argument("--run", dest="folder", type=Path, required=True, help="the run folder")
+    stage.add_argument("--run", dest="folder", metavar="RUN", type=Path, required=True, help="the run folder")
     _sources(stage, required=False)
-    _settings(stage)
+    _settings(stage, default="the run folder's config.toml, else cpu")
     stage.set_defaults(run=_stage)
 
     quick = groups.add_parser("quickstart", help="the whole ICG loop on SimWorld, judged by its oracle")
@@ -42,8 +42,8 @@ def _sources(parser: argparse.ArgumentParser, required: bool) -> None:
     )
 
 
-def _settings(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=PRESETS, default=None, help="run sizes (default: cpu)")
+def _settings(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--preset", choices=PRESETS, default=None, help=f"run sizes (default: {default})")
     parser.add_argument("--config", type=Path, default=None, help="TOML of RunConfig keys over the preset")
     parser.add_argument(
         "--device", choices=["cpu", "cuda"], default=None, help="overrides the config's device"
