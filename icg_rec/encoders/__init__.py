@@ -14,7 +14,12 @@ if TYPE_CHECKING:
     from icg_rec.encoders.efficientnet import EfficientNetLite0Encoder
     from icg_rec.encoders.hf_image import HFImageEncoder
     from icg_rec.encoders.items import embed_items
-    from icg_rec.encoders.load import load_image_encoder, load_text_encoder
+    from icg_rec.encoders.load import (
+        describe_image_encoder,
+        describe_text_encoder,
+        load_image_encoder,
+        load_text_encoder,
+    )
     from icg_rec.encoders.text import HFTextEncoder, MiniLMTextEncoder
 
 __getattr__, __dir__, __all__ = attach(
@@ -25,7 +30,12 @@ __getattr__, __dir__, __all__ = attach(
         "efficientnet": ["EfficientNetLite0Encoder"],
         "hf_image": ["HFImageEncoder"],
         "items": ["embed_items"],
-        "load": ["load_image_encoder", "load_text_encoder"],
+        "load": [
+            "describe_image_encoder",
+            "describe_text_encoder",
+            "load_image_encoder",
+            "load_text_encoder",
+        ],
         "text": ["HFTextEncoder", "MiniLMTextEncoder"],
     },
 )

@@ -45,6 +45,7 @@ class HFImageEncoder(ImageEncoder):
         if processor.is_file():
             values = read_json(processor)
             mean, std = values.get("image_mean", mean), values.get("image_std", std)
+        self.path = folder.resolve()  # absolute: a spec records it
         self.family = family
         self.model = _load_vision(folder, model_type)
         config = self.model.config

@@ -49,8 +49,8 @@ class HFTextEncoder(TextEncoder):
     """
 
     def __init__(self, path: str | Path, label: str | None = None) -> None:
-        self.path = require_hf_folder(path)
-        self.tokenizer, self.model = _load(str(self.path.resolve()))
+        self.path = require_hf_folder(path).resolve()  # absolute: a spec records it
+        self.tokenizer, self.model = _load(str(self.path))
         self.max_length = _max_length(self.path, self.tokenizer, self.model)
         self.dim = int(self.model.config.hidden_size)
         version = checkpoint_version(self.path, extra=f"mean-pool+l2;max_length={self.max_length}")

@@ -121,7 +121,8 @@ def build_pipeline(
 
     Args:
         config: which backbones and sizes.
-        image_encoder / text_encoder: perception for the prompter (None = the embedded defaults).
+        image_encoder / text_encoder: perception for the prompter (None = the prompter config's, by default
+            EfficientNet-Lite0 / MiniLM); the saved pipeline records which, to rebuild it when loaded.
 
     Returns:
         The pipeline, with the adapter and meta tokens untrained.

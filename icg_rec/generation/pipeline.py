@@ -223,14 +223,16 @@ class ICGPipeline(DiffusionPipeline):
 
         Args:
             pretrained_model_name_or_path: the folder.
-            image_encoder / text_encoder: perception for the prompter (None loads the saved choice).
+            image_encoder / text_encoder: perception for the prompter; None rebuilds the encoders its config
+                records (a custom encoder, recorded by name only, must be passed).
             torch_dtype: optional dtype for every component (e.g. torch.bfloat16 on GPU).
 
         Returns:
             The pipeline.
 
         Raises:
-            CheckpointError: a missing, extra or corrupt file, or components other than ICGPipeline's.
+            CheckpointError: a missing, extra or corrupt file, components other than ICGPipeline's, or a
+                custom encoder recorded and not passed.
         """
         folder = Path(pretrained_model_name_or_path)
         verify_folder(folder, [INDEX_NAME])

@@ -15,7 +15,7 @@ HF backbones are frozen; `lora_rank > 0` adds trainable LoRA on their attention 
 """
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,12 @@ from transformers import AutoModel, AutoProcessor, AutoTokenizer, LlamaConfig, L
 
 from icg_rec.data.images import load_image
 from icg_rec.encoders.checkpoints import require_hf_folder
+from icg_rec.encoders.load import (
+    describe_image_encoder,
+    describe_text_encoder,
+    load_image_encoder,
+    load_text_encoder,
+)
 from icg_rec.errors import CheckpointError, SchemaError
 from icg_rec.generation.modules import (
     ModelMixin,  # noqa: F401  (diffusers looks a component's base class up here)
@@ -61,8 +67,10 @@ class PrompterConfig:
     num_layers: int = 2  # embedded default: transformer blocks
     num_heads: int = 4  # embedded default: attention heads
     lora_rank: int = 0  # > 0: trainable LoRA of this rank on a frozen HF backbone's q/v projections
-    image_encoder: str | None = None  # local path for load_image_encoder (None = EfficientNet-Lite0)
-    text_encoder: str | None = None  # local path for load_text_encoder (None = MiniLM); embedded only
+    # perception: a spec or local folder for icg_rec.encoders' load_image_encoder / load_text_encoder (None:
+    # EfficientNet-Lite0 / MiniLM); a built prompter records the spec of the encoders it holds
+    image_encoder: dict | str | None = None  # image prefix (embedded and causal_lm)
+    text_encoder: dict | str | None = None  # title prefix (embedded only)
 
 
 class MetaTokenPrompter(PipelineModule):
@@ -80,7 +88,6 @@ class MetaTokenPrompter(PipelineModule):
         text_encoder: Any = None,
     ) -> None:
         super().__init__()
-        self.config = config
         self.backbone = backbone
         self.processor = processor
         self.kind = _kind(config, backbone)
@@ -92,10 +99,13 @@ class MetaTokenPrompter(PipelineModule):
             if image_encoder is None:
                 raise ValueError(f"a {self.kind} prompter needs an image encoder for its image prefix")
             self.image_proj = nn.Linear(image_encoder.dim, config.image_prefix_tokens * hidden)
+            config = replace(config, image_encoder=describe_image_encoder(image_encoder))
         if self.kind == "embedded":
             if text_encoder is None:
                 raise ValueError("the embedded prompter needs a text encoder for its title prefix")
             self.title_proj = nn.Linear(text_encoder.dim, hidden)
+            config = replace(config, text_encoder=describe_text_encoder(text_encoder))
+        self.config = config  # with the spec of each encoder it holds, so that a saved folder rebuilds them
         # encoders are frozen perception: kept out of the module tree so they are neither saved nor trained
         self.__dict__["image_encoder"] = image_encoder
         self.__dict__["text_encoder"] = text_encoder
@@ -122,7 +132,11 @@ class MetaTokenPrompter(PipelineModule):
             text_encoder: an `icg_rec.encoders.TextEncoder`; None loads `config.text_encoder` where needed.
 
         Returns:
-            A prompter whose meta tokens and projections are freshly initialised.
+            A prompter whose meta tokens and projections are freshly initialised; its config holds the spec
+            of each encoder it uses (`icg_rec.encoders.load`), so that a saved folder rebuilds them.
+
+        Raises:
+            CheckpointError: an encoder is needed and its spec describes a custom one (pass it instead).
         """
         if config.backbone is None:
             backbone = LlamaModel(
@@ -143,12 +157,8 @@ class MetaTokenPrompter(PipelineModule):
             backbone, processor = _load_hf_backbone(config.backbone)
         kind = _kind(config, backbone)
         if kind != "vlm" and image_encoder is None:
-            from icg_rec.encoders import load_image_encoder
-
             image_encoder = load_image_encoder(config.image_encoder)
         if kind == "embedded" and text_encoder is None:
-            from icg_rec.encoders import load_text_encoder
-
             text_encoder = load_text_encoder(config.text_encoder)
         return cls(config, backbone, processor, image_encoder, text_encoder)
 
@@ -280,7 +290,7 @@ class MetaTokenPrompter(PipelineModule):
         torch_dtype: torch.dtype | None = None,
         **_: Any,
     ) -> "MetaTokenPrompter":
-        """Loads a prompter saved by `save_pretrained` (encoders as in `build`).
+        """Loads a prompter saved by `save_pretrained` (encoders as in `build`: None rebuilds the recorded ones).
 
         Every file it needs is checked first (the config, the trained weights and, for the embedded
         default, `backbone/config.json` and its weights), so a missing file is a CheckpointError naming
@@ -295,19 +305,30 @@ class MetaTokenPrompter(PipelineModule):
             require_files(
                 folder / BACKBONE_DIR, ["config.json", "model.safetensors"], "the embedded prompter backbone"
             )
-            built = cls.build(config, image_encoder, text_encoder)
-            backbone = LlamaModel.from_pretrained(folder / BACKBONE_DIR)
-            prompter = cls(config, backbone, None, built.image_encoder, built.text_encoder)
-        else:
+        try:  # the encoders recorded in the config (or those given), and an HF backbone
             prompter = cls.build(config, image_encoder, text_encoder)
+        except CheckpointError as err:
+            raise CheckpointError(f"{folder / CONFIG_NAME}: {err}") from err
+        if config.backbone is None:
+            backbone = LlamaModel.from_pretrained(folder / BACKBONE_DIR)
+            prompter = cls(config, backbone, None, prompter.image_encoder, prompter.text_encoder)
         state = load_weights(folder / WEIGHTS_NAME)
         try:
             missing, unexpected = prompter.load_state_dict(state, strict=False)
         except RuntimeError as err:  # shapes differ: other encoders than at save time, or another config
+            unrecorded = (
+                image_encoder is None and prompter.kind != "vlm" and config.image_encoder is None
+            ) or (text_encoder is None and prompter.kind == "embedded" and config.text_encoder is None)
+            note = (
+                "; None: saved before folders recorded their perception, so the defaults EfficientNet-Lite0 / "
+                "MiniLM were tried; pass the encoders it was trained with"
+                if unrecorded
+                else ""
+            )
             raise CheckpointError(
                 f"{folder / WEIGHTS_NAME} does not fit the prompter built from {folder / CONFIG_NAME} with "
                 f"the encoders given (saved with image encoder {config.image_encoder!r}, text encoder "
-                f"{config.text_encoder!r} unless others were passed then): {str(err).splitlines()[-1].strip()}"
+                f"{config.text_encoder!r}{note}): {str(err).splitlines()[-1].strip()}"
             ) from err
         missing = [key for key in missing if not key.startswith("backbone.") or "lora_" in key]
         if missing or unexpected:

@@ -1,8 +1,13 @@
+import json
+import shutil
+
 import pytest
 import torch
 from PIL import Image
 from transformers import Qwen2VLProcessor
 
+from icg_rec.encoders import MiniLMTextEncoder
+from icg_rec.encoders.small import ColourGridEncoder, MemoTextEncoder
 from icg_rec.errors import CheckpointError, SchemaError
 from icg_rec.generation.adapter import AdapterConfig, CoverAdapter
 from icg_rec.generation.backbones import (
@@ -194,10 +199,80 @@ def test_missing_backbone_folders_are_named(tmp_path, encoders):
         ICGPipeline.from_pretrained(tmp_path, *encoders)
 
 
-def test_other_encoders_than_at_save_time_are_a_checkpoint_error(embedded, tmp_path):
+def test_a_pipeline_saved_with_colour_grid_and_minilm_loads_them_back_without_being_told(covers, tmp_path):
+    torch.manual_seed(0)
+    pipe = build_pipeline(
+        _embedded_config(), ColourGridEncoder(grid=4, image_size=16), MemoTextEncoder(MiniLMTextEncoder())
+    )
+    pipe.set_progress_bar_config(disable=True)
+    first = pipe(TITLES, list(covers), seed=5, num_inference_steps=2, output_type="pt").images
+    pipe.save_pretrained(tmp_path / "pipe")
+    saved = json.loads((tmp_path / "pipe" / "prompter" / "prompter_config.json").read_text())
+    assert saved["image_encoder"] == {"kind": "colour-grid", "grid": 4, "image_size": 16}
+    assert saved["text_encoder"] == {"kind": "minilm"}
+
+    loaded = ICGPipeline.from_pretrained(tmp_path / "pipe")  # no encoders: the recorded ones
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded.prompter.image_encoder) is ColourGridEncoder
+    again = loaded(TITLES, list(covers), seed=5, num_inference_steps=2, output_type="pt").images
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+
+
+def test_custom_encoders_must_be_passed_to_load_the_folder(embedded, encoders, tmp_path):
     embedded.save_pretrained(tmp_path / "pipe")
-    with pytest.raises(CheckpointError, match="saved with image encoder"):
-        ICGPipeline.from_pretrained(tmp_path / "pipe")  # the default encoders are wider than the test ones
+    with pytest.raises(CheckpointError, match=r"prompter_config.json: the image encoder was a custom object "
+                       r"\('tiny-colour-stats', 6-d\).*image_encoder=<the same encoder>"):  # fmt: skip
+        ICGPipeline.from_pretrained(tmp_path / "pipe")
+    with pytest.raises(
+        CheckpointError, match=r"the text encoder was a custom object \('tiny-letters', 5-d\)"
+    ):
+        ICGPipeline.from_pretrained(tmp_path / "pipe", image_encoder=encoders[0])
+    assert (
+        ICGPipeline.from_pretrained(tmp_path / "pipe", *encoders).prompter.config == embedded.prompter.config
+    )
+
+
+def test_other_encoders_than_at_save_time_are_a_checkpoint_error(embedded, encoders, tmp_path):
+    embedded.save_pretrained(tmp_path / "pipe")
+    with pytest.raises(CheckpointError, match="saved with image encoder .*'custom'.*size mismatch"):
+        ICGPipeline.from_pretrained(tmp_path / "pipe", ColourGridEncoder(), encoders[1])  # 51-d, not 6-d
+
+
+def _unrecorded(folder, to):
+    """A copy of a pipeline folder whose prompter config holds None encoders, as folders saved before specs."""
+    from icg_rec.io import write_folder
+
+    def rewrite(tmp):
+        shutil.copytree(folder, tmp, dirs_exist_ok=True)
+        (tmp / "MANIFEST.json").unlink()
+        path = tmp / "prompter" / "prompter_config.json"
+        path.write_text(
+            json.dumps({**json.loads(path.read_text()), "image_encoder": None, "text_encoder": None})
+        )
+
+    write_folder(to, rewrite)
+    return to
+
+
+def test_an_old_folder_without_recorded_encoders_loads_the_defaults_only_where_they_fit(
+    embedded, covers, tmp_path
+):
+    embedded.save_pretrained(tmp_path / "pipe")
+    with pytest.raises(CheckpointError, match="None: saved before folders recorded their perception"):
+        ICGPipeline.from_pretrained(_unrecorded(tmp_path / "pipe", tmp_path / "old"))  # 6-d, not 1280-d
+
+    torch.manual_seed(0)
+    pipe = build_pipeline(_embedded_config())  # the defaults: EfficientNet-Lite0 and MiniLM
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(tmp_path / "default")
+    loaded = ICGPipeline.from_pretrained(_unrecorded(tmp_path / "default", tmp_path / "old-default"))
+    loaded.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(
+        loaded(TITLES, list(covers), seed=1, num_inference_steps=2, output_type="pt").images,
+        pipe(TITLES, list(covers), seed=1, num_inference_steps=2, output_type="pt").images,
+        rtol=0,
+        atol=0,
+    )
 
 
 def test_pil_and_path_images_are_read(embedded, covers, tmp_path):
@@ -244,8 +319,6 @@ def test_plug_and_play_idefics3_reads_the_image_through_its_own_vision_tower(sd_
 
 
 def test_a_diffusers_user_loads_the_folder_with_diffusion_pipeline(covers, tmp_path, monkeypatch):
-    import json
-
     import diffusers.utils.dynamic_modules_utils as dynamic_modules
     from diffusers import DiffusionPipeline
 
@@ -275,15 +348,11 @@ def test_a_missing_prompter_backbone_config_is_named_before_anything_is_built(em
 
 
 def test_a_model_index_with_other_components_is_refused(embedded, encoders, tmp_path):
-    import json
-
     from icg_rec.io import write_folder
 
     embedded.save_pretrained(tmp_path / "pipe")
 
     def retarget(folder):
-        import shutil
-
         shutil.copytree(tmp_path / "pipe", folder, dirs_exist_ok=True)
         (folder / "MANIFEST.json").unlink()
         index = json.loads((folder / "model_index.json").read_text())
