@@ -7,6 +7,7 @@ import tomllib
 import numpy as np
 import polars as pl
 import pytest
+from PIL import Image
 
 from icg_rec.cli import main
 from icg_rec.data.toy import write_toy_catalogue
@@ -86,6 +87,22 @@ def test_a_run_writes_every_stage_and_the_promised_keys(micro, micro_run):
         assert heading in report
     assert "(refresh/contact_sheets/cohort_0.png)" in report and "(lift/roc.png)" in report
     assert RunConfig().with_values(tomllib.loads((out / "config.toml").read_text())) == micro[3]
+
+
+def test_a_standalone_refresh_of_the_aligned_pipeline_makes_the_refresh_stages_covers(micro_run, tmp_path):
+    out, _ = micro_run
+    # no encoders given: the refresh rebuilds the colour grid and MiniLM that the folder records
+    main(
+        ["refresh", "--pipeline", str(out / "align" / "pipeline"), "--cohorts", str(out / "cohorts"),
+         "--items", str(out / "prepare" / "items.parquet"), "--out", str(tmp_path), "--steps", "2", "--guidance", "1"]
+    )  # fmt: skip
+    made = pl.read_parquet(tmp_path / "manifest.parquet").sort("item_id", "cohort_id")
+    stage = pl.read_parquet(out / "refresh" / "manifest.parquet").sort("item_id", "cohort_id")
+    assert made["key"].to_list() == stage["key"].to_list()
+    for ours, theirs in zip(made["path"], stage["path"], strict=True):
+        # the stage reads the references as the encode stage's resized pixels, the command from the files
+        cli, staged = (np.asarray(Image.open(path), dtype=np.int16) for path in (ours, theirs))
+        assert np.abs(cli - staged).max() <= 1
 
 
 def test_a_rerun_is_up_to_date_without_running_a_body(micro, micro_run, monkeypatch):
