@@ -7,6 +7,7 @@ of sha256 per file that `verify_folder` checks before anything is built from it.
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -29,6 +30,9 @@ _CHUNK = 1 << 20  # bytes read at a time when hashing
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Calls `write(tmp_path)` and renames the temporary file onto `path`.
 
+    The temporary file is created like `open(path, "w")` creates a new file: mode 0o666 less the
+    process umask, so covers and manifests meant for serving get the usual permissions.
+
     Args:
         path: final destination; its parent folder is created.
         write: writes the whole file to the temporary path it is given.
@@ -38,13 +42,13 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, as for open()
     try:
-        write(Path(tmp))
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -192,7 +196,9 @@ def read_json(path: str | Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"no JSON file at {path}")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path} is corrupt: not UTF-8 text ({err})") from err
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} is not valid JSON: {err}") from err
 

@@ -1,9 +1,11 @@
 import json
+import os
+import stat
 
 import pytest
 
 from icg_rec.errors import CheckpointError
-from icg_rec.io import MANIFEST, file_sha256, verify_folder, write_folder
+from icg_rec.io import MANIFEST, atomic_write, file_sha256, read_json, verify_folder, write_folder, write_json
 
 
 def _write_two(folder):
@@ -81,3 +83,33 @@ def test_a_folder_without_a_manifest_is_refused(tmp_path):
     (tmp_path / "model" / MANIFEST).write_text("{not json")
     with pytest.raises(CheckpointError, match="MANIFEST.json is unreadable"):
         verify_folder(tmp_path / "model")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_atomic_write_honours_the_umask_like_open(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "atomic.txt", lambda tmp: tmp.write_text("x"))
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(previous)
+    modes = [stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("atomic.txt", "plain.txt")]
+    assert modes == [0o666 & ~umask] * 2
+
+
+def test_a_failed_write_leaves_neither_file_nor_temporary(tmp_path):
+    def fail(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(tmp_path / "out.json", fail)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_json_names_a_file_that_is_not_utf8(tmp_path):
+    path = write_json(tmp_path / "meta.json", {"title": "Amélie"})
+    assert read_json(path) == {"title": "Amélie"}
+    path.write_bytes(b'{"title": "Am\xe9lie"}')  # latin-1 bytes
+    with pytest.raises(CheckpointError, match=rf"{path} is corrupt: not UTF-8"):
+        read_json(path)

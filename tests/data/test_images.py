@@ -1,6 +1,11 @@
-import pytest
-from PIL import Image
+import io
+import struct
+import zlib
 
+import pytest
+from PIL import Image, ImageFile
+
+from icg_rec.data import images
 from icg_rec.data.images import load_image
 from icg_rec.errors import SchemaError
 
@@ -28,3 +33,35 @@ def test_corrupt_and_truncated_files_are_named(tmp_path):
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(SchemaError, match=r"image file .*cut.jpg is not a readable image"):
         load_image(tmp_path / "cut.jpg")
+
+
+def _png_header_claiming(path, width, height):
+    """A PNG whose header claims width x height pixels (a few bytes on disk, a bomb if decoded)."""
+    buffer = io.BytesIO()
+    Image.new("1", (8, 8)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR width, height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # IHDR checksum
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("width, height", [(10_000, 10_000), (20_000, 20_000), (100_000, 100_000)])
+def test_images_over_the_pixel_limit_are_refused_before_decoding(tmp_path, monkeypatch, width, height):
+    path = _png_header_claiming(tmp_path / "huge.png", width, height)
+
+    def never(*args, **kwargs):
+        raise AssertionError("an oversized image was decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", never)
+    with pytest.raises(SchemaError, match=rf"image file .*huge.png is too large .*MAX_IMAGE_PIXELS = 50,000,000"):
+        load_image(path)
+
+
+def test_an_image_at_the_limit_loads(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 12)
+    Image.new("RGB", (4, 3), (1, 2, 3)).save(tmp_path / "ok.png")
+    Image.new("RGB", (13, 1), (1, 2, 3)).save(tmp_path / "big.png")
+    assert load_image(tmp_path / "ok.png").size == (4, 3)
+    with pytest.raises(SchemaError, match=r"big.png is too large \(13 x 1 pixels\)"):
+        load_image(tmp_path / "big.png")
