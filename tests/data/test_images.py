@@ -54,7 +54,9 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding(tmp_path, monke
         raise AssertionError("an oversized image was decoded")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", never)
-    with pytest.raises(SchemaError, match=rf"image file .*huge.png is too large .*MAX_IMAGE_PIXELS = 50,000,000"):
+    with pytest.raises(
+        SchemaError, match=r"image file .*huge.png is too large .*MAX_IMAGE_PIXELS = 50,000,000"
+    ):
         load_image(path)
 
 
