@@ -1,19 +1,26 @@
-"""On-disk embedding cache keyed by content hash + encoder name, so re-runs do not recompute."""
+"""On-disk embedding cache keyed by content hash + encoder name, so re-runs do not recompute.
+
+Each entry carries a checksum of its key and vector: a file that is truncated, altered or copied
+under another key is recomputed (and counted in `EmbeddingCache.recomputed`), never returned.
+"""
 
 import hashlib
-import io
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save as save_safetensors
 from tqdm.auto import tqdm
 
 from icg_rec.encoders.base import ImageEncoder, ImageInput, TextEncoder, check_images, check_texts
 from icg_rec.errors import CheckpointError, SchemaError
 from icg_rec.io import atomic_write
 
+logger = logging.getLogger(__name__)
 # Misses are encoded and written this many at a time, so an interrupted run keeps what it computed.
 CHUNK = 256
 
@@ -48,48 +55,64 @@ def _digest(encoder_name: str, kind: bytes, payload: bytes) -> str:
 
 
 class EmbeddingCache:
-    """A folder of one small .npy file per embedding: `<folder>/<encoder>/<key[:2]>/<key>.npy`.
+    """A folder of one small safetensors file per embedding: `<folder>/<encoder>/<key[:2]>/<key>.safetensors`.
 
-    Safe to share between processes (atomic writes); delete `<folder>/<encoder>` to drop one
+    Each file holds the float32 vector and, in its metadata, the sha256 of the key and the vector's
+    bytes. Safe to share between processes (atomic writes); delete `<folder>/<encoder>` to drop one
     encoder's entries.
 
     Args:
         folder: root folder; created on first write.
+
+    Attributes:
+        recomputed: entries found corrupt (unreadable, wrong shape, checksum mismatch) and recomputed
+            by `encode_cached` since this object was made.
     """
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
+        self.recomputed = 0
 
     def path(self, encoder_name: str, key: str) -> Path:
         """Where the embedding for `key` under `encoder_name` lives."""
         slug = re.sub(r"[^A-Za-z0-9._@-]+", "_", encoder_name)
-        return self.folder / slug / key[:2] / f"{key}.npy"
+        return self.folder / slug / key[:2] / f"{key}.safetensors"
 
     def get(self, encoder_name: str, key: str, dim: int) -> np.ndarray | None:
         """The cached float32 vector (dim,), or None if absent.
 
         Raises:
-            CheckpointError: naming the file, if it is truncated, unreadable or of the wrong shape/dtype.
+            CheckpointError: naming the file, if it is truncated, unreadable, of the wrong shape/dtype,
+                or its checksum does not match its key and vector.
         """
         path = self.path(encoder_name, key)
         if not path.is_file():
             return None
         try:
-            vector = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as err:
-            raise CheckpointError(f"cache file {path} is corrupt ({err}); delete it to recompute") from err
+            with safe_open(str(path), framework="np") as entry:
+                vector = entry.get_tensor("embedding")
+                stored = (entry.metadata() or {}).get("sha256")
+        except (SafetensorError, OSError, ValueError, KeyError) as err:
+            raise CheckpointError(f"cache file {path} is corrupt ({err})") from err
         if vector.shape != (dim,) or vector.dtype != np.float32:
             raise CheckpointError(
-                f"cache file {path} holds {vector.dtype} {vector.shape}, expected float32 ({dim},); "
-                "delete it to recompute"
+                f"cache file {path} holds {vector.dtype} {vector.shape}, expected float32 ({dim},)"
+            )
+        if stored != _checksum(key, vector):
+            raise CheckpointError(
+                f"cache file {path} fails its checksum: its vector is not the one stored for {key}"
             )
         return vector
 
     def put(self, encoder_name: str, key: str, vector: np.ndarray) -> None:
-        """Stores a float32 vector (dim,) atomically."""
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(vector, dtype=np.float32), allow_pickle=False)
-        atomic_write(self.path(encoder_name, key), lambda tmp: tmp.write_bytes(buffer.getvalue()))
+        """Stores a float32 vector (dim,) with its checksum, atomically."""
+        vector = np.ascontiguousarray(vector, dtype=np.float32)
+        data = save_safetensors({"embedding": vector}, metadata={"sha256": _checksum(key, vector)})
+        atomic_write(self.path(encoder_name, key), lambda tmp: tmp.write_bytes(data))
+
+
+def _checksum(key: str, vector: np.ndarray) -> str:
+    return hashlib.sha256(key.encode() + b"\0" + vector.tobytes()).hexdigest()
 
 
 def encode_cached(
@@ -101,7 +124,8 @@ def encode_cached(
 ) -> np.ndarray:
     """`encoder.encode(inputs)`, computing only what the cache lacks (each distinct input once).
 
-    Misses are encoded CHUNK at a time and stored after each chunk.
+    Misses are encoded CHUNK at a time and stored after each chunk. A corrupt entry is a miss too: it is
+    recomputed, overwritten, counted in `cache.recomputed` and logged with its file.
 
     Args:
         encoder: a TextEncoder (inputs are texts) or an ImageEncoder (PIL images or file paths).
@@ -124,7 +148,12 @@ def encode_cached(
     for i, key in enumerate(keys):
         if key in found or key in misses:
             continue
-        vector = cache.get(encoder.name, key, encoder.dim)
+        try:
+            vector = cache.get(encoder.name, key, encoder.dim)
+        except CheckpointError as err:
+            logger.warning("recomputing a corrupt embedding: %s", err)
+            cache.recomputed += 1
+            vector = None
         if vector is None:
             misses[key] = i
         else:

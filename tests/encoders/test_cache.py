@@ -40,21 +40,59 @@ def test_empty_inputs_call_nothing(counting_text_encoder, tmp_path):
     assert out.shape == (0, 4) and out.dtype == np.float32 and counting_text_encoder.calls == []
 
 
-def test_a_truncated_cache_file_is_reported_by_name(counting_text_encoder, tmp_path):
+def _entry(cache, encoder, text):
+    return cache.path(encoder.name, text_key(encoder.name, text))
+
+
+def _replace_vector_bytes(path, values):
+    """Overwrites the vector at the end of an entry file in place: the file stays well-formed."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - values.nbytes] + values.astype(np.float32).tobytes())
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        pytest.param(
+            lambda p: _replace_vector_bytes(p, np.random.default_rng(0).normal(size=4)), id="values"
+        ),
+        pytest.param(
+            lambda p: p.write_bytes(p.read_bytes()[:-1] + bytes([p.read_bytes()[-1] ^ 1])), id="bitflip"
+        ),
+        pytest.param(lambda p: p.write_bytes(p.read_bytes()[:-7]), id="truncated"),
+        pytest.param(lambda p: p.write_bytes(b""), id="empty"),
+    ],
+)
+def test_a_corrupt_entry_is_recomputed_and_counted(counting_text_encoder, tmp_path, corrupt):
     cache = EmbeddingCache(tmp_path)
-    encode_cached(counting_text_encoder, ["a cat"], cache)
-    path = cache.path(counting_text_encoder.name, text_key(counting_text_encoder.name, "a cat"))
-    path.write_bytes(path.read_bytes()[:-7])
-    with pytest.raises(CheckpointError, match=f"cache file {path} is corrupt"):
-        encode_cached(counting_text_encoder, ["a cat"], cache)
+    first = encode_cached(counting_text_encoder, ["a cat", "a dog"], cache)
+    corrupt(_entry(cache, counting_text_encoder, "a cat"))
+    again = encode_cached(counting_text_encoder, ["a cat", "a dog"], cache)
+    np.testing.assert_array_equal(again, first)
+    assert counting_text_encoder.calls == [["a cat", "a dog"], ["a cat"]] and cache.recomputed == 1
+    encode_cached(counting_text_encoder, ["a cat", "a dog"], cache)  # repaired on disk
+    assert len(counting_text_encoder.calls) == 2 and cache.recomputed == 1
 
 
-def test_a_cache_file_of_the_wrong_shape_is_reported(counting_text_encoder, tmp_path):
+def test_an_entry_copied_under_another_key_is_recomputed(counting_text_encoder, tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    encode_cached(counting_text_encoder, ["a cat", "a dog"], cache)
+    cat, dog = (_entry(cache, counting_text_encoder, t) for t in ("a cat", "a dog"))
+    cat.write_bytes(dog.read_bytes())
+    out = encode_cached(counting_text_encoder, ["a cat"], cache)
+    np.testing.assert_array_equal(out, counting_text_encoder.encode(["a cat"]))
+    assert cache.recomputed == 1
+
+
+def test_an_entry_of_the_wrong_shape_is_recomputed(counting_text_encoder, tmp_path):
     cache = EmbeddingCache(tmp_path)
     key = text_key(counting_text_encoder.name, "a cat")
     cache.put(counting_text_encoder.name, key, np.zeros(3, dtype=np.float32))
     with pytest.raises(CheckpointError, match=r"holds float32 \(3,\), expected float32 \(4,\)"):
-        encode_cached(counting_text_encoder, ["a cat"], cache)
+        cache.get(counting_text_encoder.name, key, 4)
+    out = encode_cached(counting_text_encoder, ["a cat"], cache)
+    np.testing.assert_array_equal(out, counting_text_encoder.encode(["a cat"]))
+    assert cache.recomputed == 1
 
 
 def test_images_are_keyed_by_file_content(tiny_image_encoder, tmp_path):
