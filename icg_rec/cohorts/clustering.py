@@ -127,20 +127,52 @@ class UserCohorts:
 
     @classmethod
     def load(cls, folder: str | Path) -> "UserCohorts":
-        """Reads what `save` wrote; a missing or inconsistent file raises CheckpointError naming it."""
+        """Reads what `save` wrote; a missing, corrupt or inconsistent file raises CheckpointError naming it."""
         folder = Path(folder)
-        meta = read_json(folder / "cohorts.json")
+        meta_path = folder / "cohorts.json"
+        meta = read_json(meta_path)
+        if not isinstance(meta, dict) or (missing := {"config", "versions"} - set(meta)):
+            raise CheckpointError(
+                f"{meta_path} lacks key(s) {sorted(missing) if isinstance(meta, dict) else ['config', 'versions']}; "
+                "expected config and versions"
+            )
         tensors = load_weights(folder / "cohorts.safetensors")
-        cohorts = cls(config_from_dict(CohortConfig, meta["config"], source=str(folder / "cohorts.json")))
+        if missing := {"centroids", "user_ids", "labels"} - set(tensors):
+            raise CheckpointError(f"{folder / 'cohorts.safetensors'} lacks tensor(s) {sorted(missing)}")
+        if not isinstance(meta["config"], dict):
+            raise CheckpointError(
+                f"{meta_path}: config must be a table of CohortConfig fields, got {meta['config']!r}"
+            )
+        cohorts = cls(config_from_dict(CohortConfig, meta["config"], source=str(meta_path)))
         cohorts.centroids_ = tensors["centroids"].numpy()
         cohorts.user_ids_ = tensors["user_ids"].numpy()
         cohorts.labels_ = tensors["labels"].numpy()
-        cohorts.versions_ = list(meta["versions"])
-        if len(cohorts.versions_) != len(cohorts.centroids_) != cohorts.config.n_cohorts:
-            raise CheckpointError(
-                f"{folder}: {len(cohorts.versions_)} versions for {len(cohorts.centroids_)} centroids"
-            )
+        cohorts.versions_ = meta["versions"]
+        _check_loaded(cohorts, folder)
         return cohorts
+
+
+def _check_loaded(cohorts: "UserCohorts", folder: Path) -> None:
+    """Refuses a loaded checkpoint whose parts disagree: every cohort needs a centroid and a version."""
+    n = cohorts.config.n_cohorts
+    versions, centroids = cohorts.versions_, cohorts.centroids_
+    if not isinstance(versions, list) or not all(isinstance(v, str) and v for v in versions):
+        raise CheckpointError(
+            f"{folder / 'cohorts.json'}: versions must be a list of strings, got {versions!r}"
+        )
+    problems = []
+    if len(versions) != n:
+        problems.append(f"{len(versions)} versions")
+    if centroids.ndim != 2 or len(centroids) != n:
+        problems.append(f"centroids of shape {tuple(centroids.shape)}")
+    if cohorts.user_ids_.shape != cohorts.labels_.shape or cohorts.user_ids_.ndim != 1:
+        problems.append(f"{cohorts.user_ids_.shape} user ids for {cohorts.labels_.shape} labels")
+    elif len(cohorts.labels_) and not ((cohorts.labels_ >= 0) & (cohorts.labels_ < n)).all():
+        problems.append(f"labels outside [0, {n})")
+    if problems:
+        raise CheckpointError(
+            f"{folder}: config says {n} cohorts, but the checkpoint holds " + ", ".join(problems)
+        )
 
 
 def _check_inputs(user_ids: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,7 @@ import pytest
 
 from icg_rec.cohorts.clustering import CohortConfig, UserCohorts
 from icg_rec.errors import CheckpointError, IcgRecError, UnknownIdError
+from icg_rec.io import read_json, write_json
 
 CENTRES = np.array([[0, 0, 0, 0], [5, 0, 0, 0], [0, 5, 0, 0], [0, 0, 5, 0]], dtype=np.float32) + 1.0
 
@@ -85,3 +86,28 @@ def test_previous_of_another_width_is_refused():
     first = UserCohorts(CohortConfig(n_cohorts=4)).fit(ids, x)
     with pytest.raises(IcgRecError, match=r"previous cohorts have centroids \(4, 4\)"):
         UserCohorts(CohortConfig(n_cohorts=4)).fit(ids, x[:, :3], previous=first)
+
+
+def _edit_meta(folder, edit):
+    meta = read_json(folder / "cohorts.json")
+    edit(meta)
+    write_json(folder / "cohorts.json", meta)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["versions"].pop(), r"config says 4 cohorts, but the checkpoint holds 3 versions"),
+        (lambda m: m["versions"].append("abc"), r"holds 5 versions"),
+        (lambda m: m.pop("versions"), r"cohorts.json lacks key\(s\) \['versions'\]"),
+        (lambda m: m.pop("config"), r"cohorts.json lacks key\(s\) \['config'\]"),
+        (lambda m: m.update(versions="abcd"), r"versions must be a list of strings"),
+        (lambda m: m["config"].update(n_cohorts=3), r"config says 3 cohorts, but .* centroids of shape \(4, 4\)"),
+    ],
+)
+def test_an_inconsistent_cohorts_json_is_refused(tmp_path, edit, message):
+    ids, x = make_users(0)
+    folder = UserCohorts(CohortConfig(n_cohorts=4)).fit(ids, x).save(tmp_path / "c")
+    _edit_meta(folder, edit)
+    with pytest.raises(CheckpointError, match=message):
+        UserCohorts.load(folder)
