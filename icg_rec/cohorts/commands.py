@@ -8,6 +8,7 @@ import polars as pl
 from icg_rec.cohorts.clustering import CohortConfig, UserCohorts
 from icg_rec.cohorts.generator import PipelineCoverGenerator
 from icg_rec.cohorts.refresh import refresh_covers
+from icg_rec.data.schema import validate_items
 from icg_rec.errors import SchemaError
 
 
@@ -31,7 +32,7 @@ def refresh(args: argparse.Namespace) -> None:
     from icg_rec.generation.fast import FastConfig
     from icg_rec.generation.pipeline import ICGPipeline  # heavy: only when asked for
 
-    items = pl.read_parquet(args.items)
+    items = validate_items(pl.read_parquet(args.items))
     if (no_image := items["image_path"].is_null().sum()) > 0:
         raise SchemaError(
             f"{no_image} item(s) in {args.items} have no image_path; the generator needs a reference"
@@ -57,7 +58,8 @@ def refresh(args: argparse.Namespace) -> None:
         items, UserCohorts.load(args.cohorts), generator, args.out, args.seed, args.batch_size,
         writers=args.writers,
     )  # fmt: skip
+    repaired = f" ({stats.repaired} of them to replace damaged files)" if stats.repaired else ""
     print(
-        f"generated {stats.generated}, reused {stats.cached} of {stats.work} covers in {stats.seconds:.1f} s"
-        + ("" if manifest is None else f"; manifest: {args.out}/manifest.parquet")
+        f"generated {stats.generated}{repaired}, reused {stats.cached} of {stats.work} covers "
+        f"in {stats.seconds:.1f} s" + ("" if manifest is None else f"; manifest: {args.out}/manifest.parquet")
     )

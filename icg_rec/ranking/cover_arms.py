@@ -38,7 +38,7 @@ from scipy.optimize import linear_sum_assignment
 
 from icg_rec.cohorts.cache import CoverCache
 from icg_rec.cohorts.clustering import CohortConfig, UserCohorts
-from icg_rec.cohorts.refresh import GENERIC_COHORT
+from icg_rec.cohorts.refresh import GENERIC_COHORT, read_manifest
 from icg_rec.errors import SchemaError, UnknownIdError
 from icg_rec.features.frames import fold_ids, pca_item_vectors
 from icg_rec.io import read_json
@@ -130,9 +130,7 @@ def read_cover_run(folder: str | Path, cohorts: str | Path | None = None) -> Cov
         )
     fitted = UserCohorts.load(cohorts)
     covers = load_refreshed_covers(refresh)
-    manifest = pl.read_parquet(refresh / "manifest.parquet").filter(pl.col("cohort_id") != GENERIC_COHORT)
-    if "cohort_version" not in manifest.columns:
-        raise SchemaError(f"{refresh / 'manifest.parquet'} has no cohort_version column to match the cohorts")
+    manifest = read_manifest(refresh / "manifest.parquet").filter(pl.col("cohort_id") != GENERIC_COHORT)
     made_for = dict(manifest.select("cohort_id", "cohort_version").unique().iter_rows())
     versions = fitted.versions_
     if stale := sorted(c for c, v in made_for.items() if c >= len(versions) or versions[c] != v):
@@ -157,6 +155,10 @@ def load_refreshed_covers(folder: str | Path) -> CohortCovers:
 
     Returns:
         The covers of every (item, cohort) of the manifest with cohort >= 0, sorted by (item, cohort).
+
+    Raises:
+        CheckpointError: the manifest is malformed (`read_manifest`), or a cover file is missing, does not
+            decode or differs from the sha256 the manifest records.
     """
     folder = Path(folder)
     path = folder / "manifest.parquet"
@@ -164,14 +166,13 @@ def load_refreshed_covers(folder: str | Path) -> CohortCovers:
         raise SchemaError(
             f"{folder} holds no manifest.parquet: expected the output folder of a cover refresh"
         )
-    manifest = pl.read_parquet(path)
-    if missing := {"item_id", "cohort_id", "key"} - set(manifest.columns):
-        raise SchemaError(f"{path} is missing column(s) {sorted(missing)}; expected item_id, cohort_id, key")
-    rows = manifest.filter(pl.col("cohort_id") != GENERIC_COHORT).sort("item_id", "cohort_id")
+    rows = read_manifest(path).filter(pl.col("cohort_id") != GENERIC_COHORT).sort("item_id", "cohort_id")
     if rows.height == 0:
         raise SchemaError(f"{path} holds no per-cohort covers (only generic ones)")
     cache = CoverCache(folder / "covers")
-    images = torch.stack([cache.get(key) for key in rows["key"]])  # (n, 3, H, W)
+    images = torch.stack(
+        [cache.get(k, h) for k, h in rows.select("key", "sha256").iter_rows()]
+    )  # (n, 3, H, W)
     return CohortCovers(rows["item_id"].to_numpy(), rows["cohort_id"].to_numpy(), images)
 
 

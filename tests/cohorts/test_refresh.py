@@ -1,3 +1,4 @@
+import os
 import signal
 import subprocess
 import sys
@@ -17,11 +18,13 @@ from icg_rec.cohorts.refresh import (
     build_manifest,
     item_content_hashes,
     plan_work,
+    read_manifest,
     refresh_covers,
     run_refresh,
     shard,
 )
 from icg_rec.errors import CheckpointError, IcgRecError, SchemaError
+from icg_rec.ranking.cover_arms import load_refreshed_covers
 
 GENERATOR_SOURCE = '''
 import time
@@ -143,6 +146,8 @@ def _script(tmp_path: Path, delay: float, batch_size: int) -> Path:
                        batch_size={batch_size}, progress=False)
         rank = os.environ.get("RANK", "0")
         (root / f"made.{{rank}}").write_text("\\n".join(f"{{i}},{{s}}" for i, s in generator.made))
+        import torch
+        (root / f"group.{{rank}}").write_text(str(torch.distributed.is_initialized()))
         """)
     )
     return script
@@ -151,11 +156,14 @@ def _script(tmp_path: Path, delay: float, batch_size: int) -> Path:
 def test_two_processes_under_torchrun_generate_each_cover_once(tmp_path):
     make_items(tmp_path / "img")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    subprocess.run([*cmd, str(_script(tmp_path, 0.0, 4))], check=True, timeout=120)
+    run = subprocess.run([*cmd, str(_script(tmp_path, 0.0, 4))], timeout=120, capture_output=True, text=True)
+    assert run.returncode == 0 and "terminate called" not in run.stderr, run.stderr
     made = [line for r in range(2) for line in (tmp_path / f"made.{r}").read_text().splitlines()]
     manifest = pl.read_parquet(tmp_path / "out" / "manifest.parquet")
     assert len(made) == len(set(made)) == manifest.height == 24
     assert manifest["status"].to_list() == ["generated"] * 24
+    # the process group the refresh started is gone before the interpreter exits (gloo aborts otherwise)
+    assert [(tmp_path / f"group.{r}").read_text() for r in range(2)] == ["False", "False"]
 
 
 def test_kill_minus_nine_then_rerun_finishes_every_cover_once(tmp_path):
@@ -206,5 +214,154 @@ def test_missing_cover_and_bad_inputs_are_reported(tmp_path):
         cache.put("ab" * 12, torch.zeros(8, 8))
     cache.path("cd" * 12).parent.mkdir(parents=True)
     cache.path("cd" * 12).write_bytes(b"not a png")
-    with pytest.raises(CheckpointError, match="unreadable"):
+    with pytest.raises(CheckpointError, match="does not decode"):
         cache.get("cd" * 12)
+
+
+def _damage(cache, keys, other):
+    """Four ways a cover file goes bad: empty, cut short, one flipped bit, another valid image."""
+    damages = [
+        lambda b: b"",
+        lambda b: b[:40],
+        lambda b: b[: len(b) // 2] + bytes([b[len(b) // 2] ^ 0x10]) + b[len(b) // 2 + 1 :],
+        lambda b: other,
+    ]
+    for key, damage in zip(keys, damages, strict=True):
+        path = cache.path(key)
+        path.write_bytes(damage(path.read_bytes()))
+
+
+def test_damaged_covers_are_regenerated_and_counted(tmp_path):
+    items, cohorts = make_items(tmp_path / "img"), make_cohorts()
+    first, _ = refresh_covers(
+        items, cohorts, ColourGenerator(), tmp_path / "out", batch_size=4, progress=False
+    )
+    cache = CoverCache(tmp_path / "out" / "covers")
+    originals = {key: cache.path(key).read_bytes() for key in first["key"]}
+    assert first["sha256"].to_list() == [cache.digest(k) for k in first["key"]]
+    damaged = first["key"].to_list()[3:7]
+    _damage(cache, damaged, originals[first["key"][0]])
+    generator = ColourGenerator()
+    manifest, stats = refresh_covers(
+        items, cohorts, generator, tmp_path / "out", batch_size=4, progress=False
+    )
+    assert (stats.repaired, stats.generated, stats.cached, len(generator.made)) == (4, 4, 20, 4)
+    assert manifest.filter(pl.col("status") == "generated")["key"].to_list() == damaged
+    assert {key: cache.path(key).read_bytes() for key in manifest["key"]} == originals
+    assert manifest["sha256"].equals(first["sha256"])
+
+
+def test_without_a_manifest_covers_that_do_not_decode_are_regenerated(tmp_path):
+    items, cohorts = make_items(tmp_path / "img"), make_cohorts()
+    first, _ = refresh_covers(
+        items, cohorts, ColourGenerator(), tmp_path / "out", batch_size=4, progress=False
+    )
+    (tmp_path / "out" / "manifest.parquet").write_bytes(b"PAR1 garbage")  # unreadable: every cover is decoded
+    cache = CoverCache(tmp_path / "out" / "covers")
+    for key in first["key"].to_list()[:3]:
+        cache.path(key).write_bytes(cache.path(key).read_bytes()[:40])
+    manifest, stats = refresh_covers(items, cohorts, ColourGenerator(), tmp_path / "out", progress=False)
+    assert (stats.repaired, stats.generated) == (3, 3)
+    assert manifest["sha256"].equals(first["sha256"])
+
+
+class ReentrantGenerator(ColourGenerator):
+    """Starts a second refresh of the same folder from inside the first one's generation."""
+
+    def __init__(self, second):
+        super().__init__()
+        self.second = second
+        self.error = None
+
+    def generate(self, item_ids, user_embeddings, seeds):
+        if self.error is None:
+            try:
+                self.second()
+            except IcgRecError as err:
+                self.error = err
+        return super().generate(item_ids, user_embeddings, seeds)
+
+
+def test_a_second_refresh_of_a_folder_in_use_is_refused(tmp_path):
+    items, cohorts = make_items(tmp_path / "img"), make_cohorts()
+    second_generator = ColourGenerator()
+
+    def second():
+        refresh_covers(items, cohorts, second_generator, tmp_path / "out", progress=False)
+
+    generator = ReentrantGenerator(second)
+    manifest, stats = refresh_covers(
+        items, cohorts, generator, tmp_path / "out", batch_size=4, progress=False
+    )
+    assert isinstance(generator.error, IcgRecError), "the second refresh must be refused"
+    assert f"process {os.getpid()}" in str(generator.error) and ".refresh.lock" in str(generator.error)
+    assert second_generator.made == [] and stats.generated == manifest.height == 24
+    _, again = refresh_covers(items, cohorts, ColourGenerator(), tmp_path / "out", progress=False)
+    assert again.cached == 24  # released when the first run ended
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda f: pl.concat([f, f.tail(1)]), r"items.item_id .*unique ids, found repeats"),
+        (lambda f: f.drop("title"), r"items are missing column\(s\) \['title'\]"),
+        (
+            lambda f: f.with_columns(pl.col("item_id").cast(pl.String)),
+            r"items.item_id: expected Int64, got String",
+        ),
+        (lambda f: f.with_columns(title=pl.lit(None, pl.String)), r"items.title .*without nulls"),
+    ],
+)
+def test_items_are_validated_before_any_cover_is_made(tmp_path, edit, message):
+    generator = ColourGenerator()
+    with pytest.raises(SchemaError, match=message):
+        refresh_covers(edit(make_items(tmp_path / "img")), make_cohorts(), generator, tmp_path / "out")
+    assert generator.made == [] and not (tmp_path / "out" / "covers").exists()
+
+
+@pytest.mark.parametrize(
+    "key", ["../../../etc/passwd", "ABCDEF0123456789ABCDEF01", "ab" * 11, "ab" * 12 + "/"]
+)
+def test_a_cover_key_of_another_form_is_refused(tmp_path, key):
+    with pytest.raises(CheckpointError, match="is not 24 lowercase hex characters"):
+        CoverCache(tmp_path).get(key)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.with_columns(key=pl.lit("../../../secret")), "a key that is not 24 lowercase hex"),
+        (lambda m: m.with_columns(path=pl.lit("/etc/passwd")), "a path that is not its key's cover file"),
+        (
+            lambda m: m.with_columns(path=pl.format("/x/../{}/{}.png", pl.col("key").str.slice(0, 2), "key")),
+            "a path that is not its key's cover file",
+        ),
+        (lambda m: m.with_columns(sha256=pl.lit("00")), "a sha256 that is not 64"),
+        (lambda m: pl.concat([m, m.head(1)]), r"a repeated \(item_id, cohort_id\)"),
+        (lambda m: m.drop("sha256"), "predates cover hashes: rerun the refresh"),
+        (
+            lambda m: m.with_columns(pl.col("item_id").cast(pl.String)),
+            r"mistyped column\(s\) \{'item_id': 'String'\}",
+        ),
+    ],
+)
+def test_a_malformed_manifest_is_refused_by_its_readers(tmp_path, edit, message):
+    manifest, _ = refresh_covers(
+        make_items(tmp_path / "img"), make_cohorts(), ColourGenerator(), tmp_path / "out", progress=False
+    )
+    edit(manifest).write_parquet(tmp_path / "out" / "manifest.parquet")
+    with pytest.raises(CheckpointError, match=message):
+        read_manifest(tmp_path / "out" / "manifest.parquet")
+    with pytest.raises(CheckpointError, match=message):
+        load_refreshed_covers(tmp_path / "out")
+
+
+def test_a_cover_that_differs_from_its_manifest_hash_is_refused_by_readers(tmp_path):
+    manifest, _ = refresh_covers(
+        make_items(tmp_path / "img"), make_cohorts(), ColourGenerator(), tmp_path / "out", progress=False
+    )
+    cache = CoverCache(tmp_path / "out" / "covers")
+    last = manifest["key"][-1]
+    cache.path(last).write_bytes(cache.path(manifest["key"][0]).read_bytes())  # a valid PNG, the wrong one
+    with pytest.raises(CheckpointError, match=f"cover {last} .* does not match the sha256 of its manifest"):
+        load_refreshed_covers(tmp_path / "out")
