@@ -84,14 +84,19 @@ def probs_array(values: Any) -> np.ndarray:
 
 
 def weights_array(values: Any | None) -> np.ndarray | None:
-    """Sample weights as float64 (None stays None); raises unless finite and non-negative."""
+    """Sample weights as float64 divided by their largest (None stays None); raises unless finite and >= 0.
+
+    Every weighted metric here is invariant to the scale of the weights, and the rescaling keeps their
+    sums and pairwise products finite (weights of 1e200 would overflow to inf, then NaN).
+    """
     if values is None:
         return None
     array = _check_finite("weights", to_numpy("weights", values))
     if (array < 0.0).any():
         bad = np.flatnonzero(array < 0.0)
         raise SchemaError(f"weights must be >= 0, got {array[bad[:5]].tolist()} at row(s) {bad[:5].tolist()}")
-    return array
+    top = array.max() if array.size else 0.0
+    return array / top if top > 0.0 else array
 
 
 def groups_array(values: Any) -> np.ndarray:

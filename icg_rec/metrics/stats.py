@@ -120,13 +120,18 @@ def delong_test(labels: Any, scores_a: Any, scores_b: Any) -> DeLongResult:
     Returns:
         DeLongResult(z, p_value) for AUC(b) - AUC(a). Identical AUCs with zero variance (say, the
         same scores twice) give z = 0, p = 1.
+
+    Raises:
+        SchemaError: fewer than two positives or two negatives (the variance needs two of each).
     """
     y = _inputs.labels_array(labels)
     a, b = _inputs.scores_array(scores_a), _inputs.scores_array(scores_b)
     _inputs.check_lengths(labels=y, scores_a=a, scores_b=b)
     m, n = int(y.sum()), int((~y).sum())
-    if m == 0 or n == 0:
-        raise SchemaError(f"labels hold a single class ({m} positives, {n} negatives): AUC needs both")
+    if m < 2 or n < 2:
+        raise SchemaError(
+            f"labels hold {m} positive(s) and {n} negative(s): DeLong's variance needs at least two of each"
+        )
     v10, v01 = [], []  # per positive: share of negatives below it; per negative: share of positives above
     for s in (a, b):
         pos, neg = s[y], s[~y]

@@ -159,3 +159,19 @@ def test_bad_inputs_raise_schema_errors_that_say_what_is_wrong(call, message):
 def test_relaimpr_rejects_bad_aucs(model, base, message):
     with pytest.raises(ValueError, match=message):
         relaimpr(model, base)
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e300, 1e-200])
+def test_weighted_metrics_do_not_depend_on_the_scale_of_the_weights(scale):
+    rng = np.random.default_rng(0)
+    labels, scores = rng.integers(0, 2, 200), rng.normal(size=200)
+    groups, weights = rng.integers(0, 10, 200), rng.uniform(0.5, 2.0, 200)
+    probs = 1 / (1 + np.exp(-scores))
+    assert auc(labels, scores, weights * scale) == pytest.approx(auc(labels, scores, weights), abs=1e-12)
+    for fn in (gauc, uauc):
+        assert fn(labels, scores, groups, weights * scale).value == pytest.approx(
+            fn(labels, scores, groups, weights).value, abs=1e-12
+        )
+    assert logloss(labels, probs, weights * scale) == pytest.approx(
+        logloss(labels, probs, weights), rel=1e-12
+    )

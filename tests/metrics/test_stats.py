@@ -151,10 +151,21 @@ def test_bootstrap_ci_brackets_the_metric():
             "replicates drew users of one class only",
         ),
         (lambda: bootstrap_ci([0, 1], [0.1, 0.2], [1], auc), SchemaError, "same length"),
-        (lambda: delong_test([1, 1, 1], [0.1, 0.2, 0.3], [0.1, 0.2, 0.3]), SchemaError, "single class"),
+        (
+            lambda: delong_test([1, 1, 1], [0.1, 0.2, 0.3], [0.1, 0.2, 0.3]),
+            SchemaError,
+            "needs at least two of each",
+        ),
         (lambda: delong_test([0, 1, 1], [0.1, 0.2, 0.3], [0.1, 0.2]), SchemaError, "same length"),
     ],
 )
 def test_bad_inputs_raise(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize(("labels"), [[1, 0, 0, 0], [0, 1, 1, 1], [1, 0]])
+def test_delong_needs_two_of_each_class(labels):
+    scores = np.linspace(0.1, 0.9, len(labels))
+    with pytest.raises(SchemaError, match=r"DeLong's variance needs at least two of each"):
+        delong_test(labels, scores, scores[::-1])
