@@ -19,6 +19,16 @@ from icg_rec.errors import SchemaError
 logger = logging.getLogger(__name__)
 
 CLICK_RATING = 4.0  # ratings >= this are clicks
+# The ratings each layout allows: half stars 0.5-5 in csv (ml-latest*) and dat (ml-10m writes half stars
+# in ml-1m's layout, so ml-1m's whole stars are checked against that scale), whole stars 1-5 in ml-100k.
+RATING_SCALES = {
+    "csv": [x / 2 for x in range(1, 11)],
+    "dat": [x / 2 for x in range(1, 11)],
+    "100k": [1.0, 2.0, 3.0, 4.0, 5.0],
+}
+# The first MovieLens ratings date from January 1995 (ml-25m); an earlier timestamp (a truncated line
+# whose last field lost digits reads as 1970) is refused unless `min_timestamp` says otherwise.
+MOVIELENS_START = 788_918_400  # 1995-01-01T00:00:00Z
 # ml-100k u.item: the 19 genre flag columns, in file order (as listed in u.genre).
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -34,13 +44,17 @@ LAYOUT_FILES = {
 _RATINGS_DTYPES = {"user_id": pl.Int64, "item_id": pl.Int64, "rating": pl.Float64, "timestamp": pl.Int64}
 
 
-def load_movielens(root: Path, posters_dir: Path | None = None) -> Dataset:
+def load_movielens(
+    root: Path, posters_dir: Path | None = None, min_timestamp: int = MOVIELENS_START
+) -> Dataset:
     """Loads one MovieLens layout folder into validated interactions, items and users.
 
     Args:
         root: a layout folder: ml-latest-small / ml-latest (ratings.csv, movies.csv), ml-1m
             (ratings.dat, movies.dat; `::`-separated, latin-1) or ml-100k (u.data, u.item).
         posters_dir: folder of `{movieId}.jpg` posters; items without one get a null image_path.
+        min_timestamp: earliest rating time accepted, unix seconds (default: 1995-01-01, the first
+            MovieLens ratings); lower it for a hand-made file in this layout.
 
     Returns:
         Dataset named `movielens/<folder name>`: interactions (user_id, item_id, label, timestamp,
@@ -48,8 +62,9 @@ def load_movielens(root: Path, posters_dir: Path | None = None) -> Dataset:
         and the users who rated something.
 
     Raises:
-        SchemaError: the folder holds no known layout, a file does not parse, or the frames break the
-            schema (e.g. a rating of an unknown movie).
+        SchemaError: the folder holds no known layout, a file does not parse, an id is below 1, a rating
+            is off the layout's scale (RATING_SCALES), a timestamp is before `min_timestamp`, or the
+            frames break the schema (e.g. a rating of an unknown movie).
     """
     root = Path(root)
     layout = detect_layout(root)
@@ -68,16 +83,20 @@ def load_movielens(root: Path, posters_dir: Path | None = None) -> Dataset:
             ratings_file, None, separator="\t", names=["user_id", "item_id", "rating", "timestamp"]
         )
         movies = _read_ml100k_items(movies_file)
-    interactions = _cast(ratings_file, ratings, _RATINGS_DTYPES).select(
+    ratings = _check_ranges(
+        ratings_file, _cast(ratings_file, ratings, _RATINGS_DTYPES), layout, min_timestamp
+    )
+    interactions = ratings.select(
         "user_id",
         "item_id",
         (pl.col("rating") >= CLICK_RATING).cast(pl.Float64).alias("label"),
         "timestamp",
         "rating",
     )
-    items = _cast(movies_file, movies, {"item_id": pl.Int64}).select(
-        "item_id", "title", "text", pl.lit(None, pl.String).alias("image_path")
+    movies = _check_ranges(
+        movies_file, _cast(movies_file, movies, {"item_id": pl.Int64}), layout, min_timestamp
     )
+    items = movies.select("item_id", "title", "text", pl.lit(None, pl.String).alias("image_path"))
     if posters_dir is not None:
         items = attach_posters(items, Path(posters_dir))
     users = interactions.select(pl.col("user_id").unique().sort())
@@ -232,4 +251,31 @@ def _cast(path: Path, frame: pl.DataFrame, dtypes: dict[str, pl.DataType]) -> pl
                 f"e.g. row {bad[0] + 1}: {frame.row(bad[0], named=True)}"
             )
         frame = frame.with_columns(parsed)
+    return frame
+
+
+def _check_ranges(path: Path, frame: pl.DataFrame, layout: str, min_timestamp: int) -> pl.DataFrame:
+    """Refuses ids below 1, ratings off the layout's scale and timestamps before `min_timestamp`, quoting a row."""
+    checks = {
+        "user_id": (pl.col("user_id") < 1, "an id >= 1"),
+        "item_id": (pl.col("item_id") < 1, "an id >= 1"),
+        "rating": (
+            ~pl.col("rating").is_in(RATING_SCALES[layout]),
+            f"a rating on the scale {RATING_SCALES[layout]}",
+        ),
+        "timestamp": (
+            pl.col("timestamp") < min_timestamp,
+            f"unix seconds >= {min_timestamp} (MovieLens began in 1995; pass min_timestamp to allow earlier)",
+        ),
+    }
+    for name, (bad, expected) in checks.items():
+        if name not in frame.columns:
+            continue
+        rows = frame.with_row_index("row").filter(bad.fill_null(False))
+        if rows.height:
+            first = rows.row(0, named=True)
+            raise SchemaError(
+                f"{path}: column {name} expected {expected}; {rows.height} row(s) differ, "
+                f"e.g. row {first.pop('row') + 1}: {first}"
+            )
     return frame

@@ -12,14 +12,14 @@ MOVIES = [
     (3, "Big, Bad Movie (1999)", "Action|Thriller"),
     (4, "Star Wars: Episode IV (1977)", "Action|Adventure|Sci-Fi"),
 ]
-# (userId, movieId, rating, timestamp)
+# (userId, movieId, rating, timestamp); 900_000_000 s is 1998-07-09, inside MovieLens' era.
 RATINGS = [
-    (1, 1, 4.0, 100),
-    (1, 2, 3.0, 200),
-    (1, 3, 5.0, 300),
-    (2, 1, 2.0, 150),
-    (2, 4, 4.0, 250),
-    (3, 3, 1.0, 50),
+    (1, 1, 4.0, 900_000_100),
+    (1, 2, 3.0, 900_000_200),
+    (1, 3, 5.0, 900_000_300),
+    (2, 1, 2.0, 900_000_150),
+    (2, 4, 4.0, 900_000_250),
+    (3, 3, 1.0, 900_000_050),
 ]
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",

@@ -32,10 +32,10 @@ def test_describe_cli_writes_the_counts(tiny_movielens, tmp_path, capsys):
         "interacted_items_with_posters": 2,
         "users_on_items_with_posters": 3,
         "click_rate": 0.5,
-        "time_min": 50,
-        "time_max": 300,
-        "time_min_utc": "1970-01-01T00:00:50+00:00",
-        "time_max_utc": "1970-01-01T00:05:00+00:00",
+        "time_min": 900_000_050,
+        "time_max": 900_000_300,
+        "time_min_utc": "1998-07-09T16:00:50+00:00",
+        "time_max_utc": "1998-07-09T16:05:00+00:00",
     }
     assert "interactions_on_items_with_posters: 4" in capsys.readouterr().out
 
