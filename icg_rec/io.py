@@ -82,7 +82,8 @@ def write_folder(folder: str | Path, write: Callable[[Path], None]) -> dict[str,
     MANIFEST.json of sha256 per file is added, then the folder is renamed into place.
 
     An older folder of the same name is replaced only after the new one is complete; a failure in
-    `write` removes the temporary folder and leaves the older one as it was.
+    `write` removes the temporary folder and leaves the older one as it was. The folder is created with
+    mode 0o777 less the umask, as `mkdir` would.
 
     Args:
         folder: final destination; its parent is created.
@@ -93,7 +94,8 @@ def write_folder(folder: str | Path, write: Callable[[Path], None]) -> dict[str,
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    tmp = folder.parent / f".{folder.name}.{secrets.token_hex(6)}.tmp"
+    tmp.mkdir(mode=0o777)  # the umask applies (mkdtemp would make it 0o700)
     try:
         write(tmp)
         hashes = hash_files(tmp, exclude=[MANIFEST])
@@ -135,11 +137,13 @@ def verify_folder(folder: str | Path, required: Sequence[str] = ()) -> dict[str,
             f"{folder} has no {MANIFEST}: it was not written by write_folder, or not completely"
         )
     try:
-        hashes = json.loads(manifest.read_text())["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        hashes = json.loads(manifest.read_bytes().decode("utf-8"))["files"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
         raise CheckpointError(f"{manifest} is unreadable: {err!r}") from err
     if not isinstance(hashes, dict):
         raise CheckpointError(f"{manifest} is unreadable: 'files' is not a mapping")
+    if outside := [rel for rel in hashes if Path(rel).is_absolute() or ".." in Path(rel).parts]:
+        raise CheckpointError(f"{manifest} lists file {outside[0]!r} outside its folder")
     if missing := [name for name in required if name not in hashes]:
         raise CheckpointError(
             f"{folder} lacks required file {missing[0]!r} (its {MANIFEST} lists {sorted(hashes)})"

@@ -113,3 +113,29 @@ def test_read_json_names_a_file_that_is_not_utf8(tmp_path):
     path.write_bytes(b'{"title": "Am\xe9lie"}')  # latin-1 bytes
     with pytest.raises(CheckpointError, match=rf"{path} is corrupt: not UTF-8"):
         read_json(path)
+
+
+def test_a_written_folder_honours_the_umask_like_mkdir(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        write_folder(tmp_path / "model", _write_two)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755
+
+
+@pytest.mark.parametrize(
+    "content", [b'{"files": {"../../etc/passwd": "00"}}', b'{"files": {"/etc/passwd": "00"}}']
+)
+def test_a_manifest_listing_files_outside_its_folder_is_refused(tmp_path, content):
+    write_folder(tmp_path / "model", _write_two)
+    (tmp_path / "model" / MANIFEST).write_bytes(content)
+    with pytest.raises(CheckpointError, match="outside its folder"):
+        verify_folder(tmp_path / "model")
+
+
+def test_a_manifest_that_is_not_utf8_is_named(tmp_path):
+    write_folder(tmp_path / "model", _write_two)
+    (tmp_path / "model" / MANIFEST).write_bytes(b'{"files": {"w\xe9": "00"}}')
+    with pytest.raises(CheckpointError, match="MANIFEST.json is unreadable"):
+        verify_folder(tmp_path / "model")
