@@ -1,12 +1,13 @@
 """Binds an ICGPipeline to an item catalogue, so that the refresh asks for covers by item id."""
 
 import hashlib
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from icg_rec.errors import UnknownIdError
+from icg_rec.errors import IcgRecError, UnknownIdError
 from icg_rec.generation.fast import FastConfig, FastSampler
 from icg_rec.generation.pipeline import ICGPipeline
 from icg_rec.generation.prompter import ImageLike
@@ -47,6 +48,14 @@ class PipelineCoverGenerator:
         dtype: "float32", "bfloat16" or "float16" (CUDA only) for the UNet and the decoder.
         fast: speed switches (`FastConfig`; None = defaults: SDPA attention, nothing else).
         """
+        if (
+            isinstance(num_inference_steps, bool)
+            or not isinstance(num_inference_steps, int)
+            or num_inference_steps < 1
+        ):
+            raise IcgRecError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
+        if not (math.isfinite(guidance_scale) and guidance_scale >= 0):
+            raise IcgRecError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
         ids = np.asarray(item_ids, dtype=np.int64)
         if not len(ids) == len(titles) == len(references):
             raise UnknownIdError(

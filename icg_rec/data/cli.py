@@ -6,6 +6,8 @@ from pathlib import Path
 
 def register(groups: argparse._SubParsersAction) -> None:
     """Registers the `data` and `sim` command groups."""
+    from icg_rec.argtypes import seed
+
     data = groups.add_parser("data", help="inspect datasets").add_subparsers(dest="command", required=True)
     describe = data.add_parser(
         "describe", help="count users, items, posters, interactions, clicks, time range"
@@ -18,7 +20,7 @@ def register(groups: argparse._SubParsersAction) -> None:
         "--layout", default="ml-latest-small", help="MovieLens layout folder inside --data-dir"
     )
     describe.add_argument("--json", type=Path, default=None, help="also write the counts to this JSON file")
-    describe.add_argument("--seed", type=int, default=0, help="SimWorld seed")
+    describe.add_argument("--seed", type=seed, default=0, help="SimWorld seed")
     describe.set_defaults(run=_run_describe)
 
     sim = groups.add_parser("sim", help="synthetic world with a known click oracle").add_subparsers(
@@ -29,7 +31,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     generate.add_argument(
         "--config", type=Path, default=None, help="TOML with SimConfig fields (default: built-in)"
     )
-    generate.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
+    generate.add_argument("--seed", type=seed, default=None, help="overrides the config's seed")
     generate.set_defaults(run=_run_generate)
 
 

@@ -9,16 +9,22 @@ ids land unevenly (measured on 100k ids "s:0".."s:99999": chi-square p < 1e-30 o
 for the top bits and for `hash % 1000` alike); fmix64 restores uniformity (p = 0.83).
 Within an experiment, a second hash salted with the experiment's name splits units into arms, so that
 resizing an experiment's bucket range does not reshuffle the units already in it.
+
+A unit id is hashed in its canonical text: an integer (Python, numpy, or a float holding an integer:
+`5`, `np.int32(5)`, `5.0`) as its decimal digits ("5"), a string as itself, so the id `5` read as an
+integer, as a float column or as the string "5" lands in the same bucket. Anything else (a fractional,
+NaN or infinite float, a bool, None) is refused, never hashed as whatever `str` makes of it ("5.5").
 """
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
-from icg_rec.errors import IcgRecError
+from icg_rec.errors import IcgRecError, SchemaError
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -103,17 +109,46 @@ def fmix64(values: np.ndarray) -> np.ndarray:
     return h
 
 
-def assign_buckets(unit_ids: Sequence[int | str], layer: Layer) -> np.ndarray:
-    """Bucket of each unit in `layer`, int64 in [0, layer.n_buckets)."""
-    keys = [f"{layer.salt}:{u}" for u in unit_ids]
+def canonical_ids(unit_ids: Sequence[int | float | str]) -> list[str]:
+    """The text each unit id is hashed as: decimal digits for integers (and integral floats), strings as is.
+
+    Args:
+        unit_ids: ints, integral floats or strings (numpy scalars included).
+
+    Returns:
+        One string per id.
+
+    Raises:
+        SchemaError: an id that is None, a bool, a fractional / NaN / infinite float, or another type.
+    """
+    out = []
+    for position, unit in enumerate(unit_ids):
+        if isinstance(unit, str):
+            out.append(unit)
+        elif isinstance(unit, int | np.integer) and not isinstance(unit, bool | np.bool_):
+            out.append(str(int(unit)))
+        elif isinstance(unit, float | np.floating) and math.isfinite(unit) and float(unit).is_integer():
+            out.append(str(int(unit)))
+        else:
+            raise SchemaError(
+                f"unit id {unit!r} ({type(unit).__name__}) at position {position} has no canonical form: "
+                "expected an integer, a float holding an integer, or a string"
+            )
+    return out
+
+
+def assign_buckets(unit_ids: Sequence[int | float | str], layer: Layer) -> np.ndarray:
+    """Bucket of each unit in `layer`, int64 in [0, layer.n_buckets); ids hash by `canonical_ids`."""
+    keys = [f"{layer.salt}:{u}" for u in canonical_ids(unit_ids)]
     return np.floor(hash_to_unit_interval(keys, layer.hash) * layer.n_buckets).astype(np.int64)
 
 
-def assign(unit_ids: Sequence[int | str], experiment: Experiment) -> pl.DataFrame:
+def assign(unit_ids: Sequence[int | float | str], experiment: Experiment) -> pl.DataFrame:
     """Assigns units to the experiment's arms.
 
     Args:
-        unit_ids: user ids (ints or strings); duplicates are refused.
+        unit_ids: user ids (ints, integral floats or strings, see `canonical_ids`); ids with the same
+            canonical form (5 and 5.0) are duplicates and refused.
         experiment: the experiment and its layer.
 
     Returns:
@@ -121,10 +156,11 @@ def assign(unit_ids: Sequence[int | str], experiment: Experiment) -> pl.DataFram
     """
     _check_experiment(experiment)
     ids = list(unit_ids)
-    if len(set(ids)) != len(ids):
-        raise IcgRecError(f"unit ids must be unique; got {len(ids) - len(set(ids))} duplicate(s)")
-    buckets = assign_buckets(ids, experiment.layer)
-    arm_u = hash_to_unit_interval([f"{experiment.name}:{u}" for u in ids], experiment.layer.hash)
+    canonical = canonical_ids(ids)
+    if len(set(canonical)) != len(canonical):
+        raise IcgRecError(f"unit ids must be unique; got {len(canonical) - len(set(canonical))} duplicate(s)")
+    buckets = assign_buckets(canonical, experiment.layer)
+    arm_u = hash_to_unit_interval([f"{experiment.name}:{u}" for u in canonical], experiment.layer.hash)
     names = list(experiment.arms)
     edges = np.cumsum([experiment.arms[n] for n in names])[:-1]
     arm_index = np.searchsorted(edges, arm_u, side="right")  # (n_units,)

@@ -3,9 +3,13 @@
 import argparse
 from pathlib import Path
 
+EXPECTED_LIFT_RANGE = (0.001, 10.0)  # = icg_rec.experiment.plan.EXPECTED_LIFT_RANGE (not imported: polars)
+
 
 def register(groups: argparse._SubParsersAction) -> None:
     """Registers the `ab` command group."""
+    from icg_rec.argtypes import bounded_float
+
     ab = groups.add_parser("ab", help="prepare the A/B test").add_subparsers(dest="command", required=True)
     plan = ab.add_parser("plan", help="assignment table, per-arm cover manifests, experiment spec")
     plan.add_argument("--interactions", type=Path, required=True, help="pre-period log (parquet)")
@@ -16,9 +20,17 @@ def register(groups: argparse._SubParsersAction) -> None:
     plan.add_argument(
         "--config", type=Path, default=None, help="TOML with an [ab] table of ABPlanConfig fields"
     )
-    plan.add_argument("--expected-lift", type=float, default=None, help="relative CTR lift to size for")
     plan.add_argument(
-        "--exploration-share", type=float, default=None, help="share of traffic for an exploration bucket"
+        "--expected-lift",
+        type=bounded_float(*EXPECTED_LIFT_RANGE),
+        default=None,
+        help="relative CTR lift to size for, in [0.001, 10]",
+    )
+    plan.add_argument(
+        "--exploration-share",
+        type=bounded_float(0.0, 1.0),
+        default=None,
+        help="share of traffic for an exploration bucket",
     )
     plan.add_argument("--exploration-policy", default=None, help="its cover policy spec (default: uniform)")
     plan.add_argument(
@@ -28,7 +40,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     )
     plan.add_argument("--cohorts", type=Path, default=None, help="cohorts folder (own_cohort sizing)")
     plan.add_argument("--out", type=Path, required=True)
-    plan.set_defaults(run=_run_plan)
+    plan.set_defaults(run=_run_plan, error=plan.error)
 
 
 def _run_plan(args: argparse.Namespace) -> None:

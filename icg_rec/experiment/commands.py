@@ -5,9 +5,9 @@ import argparse
 import numpy as np
 import polars as pl
 
-from icg_rec.cohorts.refresh import GENERIC_COHORT
-from icg_rec.errors import SchemaError
-from icg_rec.experiment.plan import EXPLORE_ARM, ABPlanConfig, plan_ab, write_plan
+from icg_rec.cohorts.refresh import GENERIC_COHORT, read_manifest
+from icg_rec.errors import IcgRecError, SchemaError
+from icg_rec.experiment.plan import EXPLORE_ARM, ABPlanConfig, check_config, plan_ab, write_plan
 from icg_rec.io import load_toml_config
 
 
@@ -16,13 +16,22 @@ def arm_cover_manifests(items: pl.DataFrame, manifest: pl.DataFrame) -> dict[str
 
     Args:
         items: item_id, image_path (the original covers).
-        manifest: a refresh manifest (item_id, cohort_id, key, path).
+        manifest: a refresh manifest (item_id, cohort_id, key, path), e.g. from `read_manifest`.
 
     Returns:
         Per arm, item_id, cohort_id, cover_key, path.
+
+    Raises:
+        SchemaError: a missing column, a repeated item id, an item without an original cover, or a
+            manifest that does not cover the catalogue exactly: every item needs its generic cover and a
+            cover for every cohort of the manifest, and every manifest item must be in `items` (the
+            message counts what is missing and quotes a few ids).
     """
     if missing := {"item_id", "cohort_id", "key", "path"} - set(manifest.columns):
         raise SchemaError(f"manifest is missing column(s) {sorted(missing)}; is it a refresh manifest?")
+    if missing := {"item_id", "image_path"} - set(items.columns):
+        raise SchemaError(f"items are missing column(s) {sorted(missing)}; expected item_id, image_path")
+    _check_coverage(items, manifest)
     generated = manifest.select("item_id", "cohort_id", cover_key="key", path="path")
     original = items.select(
         "item_id", cohort_id=pl.lit(GENERIC_COHORT, pl.Int64), cover_key=pl.lit("original"), path="image_path"
@@ -32,6 +41,42 @@ def arm_cover_manifests(items: pl.DataFrame, manifest: pl.DataFrame) -> dict[str
         "generic": generated.filter(pl.col("cohort_id") == GENERIC_COHORT),
         "personalized": generated.filter(pl.col("cohort_id") != GENERIC_COHORT),
     }
+
+
+def _check_coverage(items: pl.DataFrame, manifest: pl.DataFrame) -> None:
+    """Refuses a manifest that leaves items of the catalogue without a cover in some arm, with counts."""
+    if (repeated := items.filter(pl.col("item_id").is_duplicated())).height:
+        raise SchemaError(
+            f"items repeat {repeated['item_id'].n_unique()} item id(s), e.g. {repeated['item_id'].unique().head(5).to_list()}"
+        )
+    if (no_cover := items.filter(pl.col("image_path").is_null())).height:
+        raise SchemaError(
+            f"{no_cover.height} of {items.height} item(s) have no original cover (image_path) for the control "
+            f"arm, e.g. item_id {no_cover['item_id'].head(5).to_list()}"
+        )
+    catalogue = items.select("item_id")
+    if (unknown := manifest.join(catalogue, on="item_id", how="anti")).height:
+        raise SchemaError(
+            f"the manifest holds covers of {unknown['item_id'].n_unique()} item(s) not in the items table, "
+            f"e.g. item_id {unknown['item_id'].unique().sort().head(5).to_list()}: was it refreshed for another catalogue?"
+        )
+    cohorts = sorted(manifest["cohort_id"].unique().to_list())
+    if GENERIC_COHORT not in cohorts or len(cohorts) < 2:
+        raise SchemaError(
+            f"the manifest holds cohort(s) {cohorts}: the generic arm needs cohort {GENERIC_COHORT} and the "
+            "personalized arm at least one cohort >= 0"
+        )
+    expected = catalogue.join(
+        pl.DataFrame({"cohort_id": cohorts}, schema={"cohort_id": pl.Int64}), how="cross"
+    )
+    absent = expected.join(manifest.select("item_id", "cohort_id"), on=["item_id", "cohort_id"], how="anti")
+    if absent.height:
+        short = absent["item_id"].n_unique()
+        raise SchemaError(
+            f"the manifest covers {items.height - short} of {items.height} items in every cohort {cohorts}: "
+            f"{absent.height} (item, cohort) cover(s) are missing, e.g. {absent.sort('item_id').head(5).rows()}; "
+            "refresh every item of the items table before planning"
+        )
 
 
 def exploration_covers(items: pl.DataFrame, manifest: pl.DataFrame) -> pl.DataFrame:
@@ -56,15 +101,22 @@ def exploration_covers(items: pl.DataFrame, manifest: pl.DataFrame) -> pl.DataFr
 
 
 def plan(args: argparse.Namespace) -> None:
-    """Sizes the test (and its exploration bucket) from a pre-period log and writes what the launch review needs."""
+    """Sizes the test (and its exploration bucket) from a pre-period log and writes what the launch review needs.
+
+    The config is checked before any file is read; a bad one exits with status 2 and one line.
+    """
     config = load_toml_config(ABPlanConfig, args.config, "ab") if args.config else ABPlanConfig()
     if args.expected_lift is not None:
         config.expected_lift = args.expected_lift
     for name in ("exploration_share", "exploration_policy", "exploration_target"):
         if (value := getattr(args, name, None)) is not None:
             setattr(config, name, value)
+    try:
+        check_config(config)
+    except IcgRecError as err:
+        args.error(str(err))
     pre_period = pl.read_parquet(args.interactions)
-    items, manifest = pl.read_parquet(args.items), pl.read_parquet(args.manifest)
+    items, manifest = pl.read_parquet(args.items), read_manifest(args.manifest)
     arm_covers = {arm: arm_cover_manifests(items, manifest)[arm] for arm in config.arms}
     factor = None
     if config.exploration_share:

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from icg_rec.data.schema import TIMESTAMP_RANGE
 from icg_rec.errors import IcgRecError, SchemaError
-from icg_rec.experiment.assignment import Experiment, Layer, assign
+from icg_rec.experiment.assignment import HASHES, Experiment, Layer, assign
 from icg_rec.experiment.power import (
     RatioMoments,
     duration_days,
@@ -31,6 +32,11 @@ from icg_rec.experiment.power import (
 )
 from icg_rec.experiment.variance import srm_check, variance_reduction
 from icg_rec.io import atomic_write, write_json
+
+# Relative lifts a plan may be sized for: below 0.1% the sample size runs to billions of users per arm
+# (1e-9 asked for 6e18), above 1000% no CTR stays a probability.
+EXPECTED_LIFT_RANGE = (0.001, 10.0)
+_SAMPLE_ROWS = 5  # offending rows quoted in an error message
 
 
 @dataclass
@@ -109,11 +115,13 @@ def plan_ab(
     Returns:
         The plan and the assignment table (user_id, bucket, arm; arm null outside the experiment,
         "explore" in the exploration bucket).
+
+    Raises:
+        IcgRecError: the config is invalid (`check_config`).
+        SchemaError: the log is invalid (`validate_pre_period`).
     """
-    if missing := {"user_id", "label", "timestamp"} - set(pre_period.columns):
-        raise SchemaError(f"pre-period log is missing column(s) {sorted(missing)}")
-    if pre_period.height == 0:
-        raise SchemaError("pre-period log is empty: nothing to size the experiment from")
+    check_config(config)
+    pre_period = validate_pre_period(pre_period)
     per_user = (
         pre_period.group_by("user_id").agg(clicks=pl.col("label").sum(), impressions=pl.len()).sort("user_id")
     )
@@ -174,6 +182,112 @@ def plan_ab(
             config, exploration_factor, moments.ratio, pre_period, span_days, table
         )
     return plan, table
+
+
+def check_config(config: ABPlanConfig) -> None:
+    """Refuses a config that cannot describe a sound experiment, naming the field.
+
+    Raises:
+        IcgRecError: an expected lift outside EXPECTED_LIFT_RANGE or not finite; alpha or power outside
+            (0, 1) or power <= alpha; a traffic share outside (0, 1]; fewer than one bucket; an unknown
+            hash; no control arm or no treatment arm; an arm weight that is not finite and > 0; weights
+            not summing to 1.
+    """
+    low, high = EXPECTED_LIFT_RANGE
+    problems = []
+    if not (isinstance(config.expected_lift, int | float) and low <= config.expected_lift <= high):
+        problems.append(
+            f"expected_lift must be a relative lift in [{low}, {high}], got {config.expected_lift!r}"
+        )
+    if not (0 < config.alpha < config.power < 1):
+        problems.append(f"need 0 < alpha < power < 1, got alpha={config.alpha!r}, power={config.power!r}")
+    if not (0 < config.traffic_share <= 1):
+        problems.append(f"traffic_share must lie in (0, 1], got {config.traffic_share!r}")
+    if isinstance(config.n_buckets, bool) or not isinstance(config.n_buckets, int) or config.n_buckets < 1:
+        problems.append(f"n_buckets must be an integer >= 1, got {config.n_buckets!r}")
+    if config.hash not in HASHES:
+        problems.append(f"hash must be one of {HASHES}, got {config.hash!r}")
+    arms = config.arms
+    if not isinstance(arms, dict) or "control" not in arms or len(arms) < 2:
+        problems.append(f"arms {arms!r} need a 'control' arm and at least one treatment arm")
+    elif bad := {a: w for a, w in arms.items() if not (isinstance(w, int | float) and 0 < w <= 1)}:
+        problems.append(f"arm weights must be finite numbers in (0, 1], got {bad}")
+    elif abs(sum(arms.values()) - 1.0) > 1e-9:
+        problems.append(f"arm weights must sum to 1, got {sum(arms.values())!r} for {arms}")
+    if problems:
+        raise IcgRecError("invalid A/B plan config: " + "; ".join(problems))
+
+
+def validate_pre_period(log: pl.DataFrame) -> pl.DataFrame:
+    """Checks a pre-period log as the data layer checks interactions, and puts user ids in canonical form.
+
+    Args:
+        log: user_id (integers, floats holding integers, or strings), label (0/1, any numeric or bool
+            type), timestamp (integer unix seconds), optionally item_id and more.
+
+    Returns:
+        The log with user_id as Int64 (from any integer or integral float type) or String, label as
+        Float64: ids hash the same however the file stored them.
+
+    Raises:
+        SchemaError: naming the column and quoting rows: a missing column, an empty log, a null, a
+            fractional or non-finite float user_id, a label outside {0, 1}, a timestamp outside
+            TIMESTAMP_RANGE, duplicate rows ((user_id, item_id, timestamp) when item_id is present),
+            or labels all 0 or all 1 (per-user CTR has no variance to size a test from).
+    """
+    if missing := {"user_id", "label", "timestamp"} - set(log.columns):
+        raise SchemaError(f"pre-period log is missing column(s) {sorted(missing)}; got {log.columns}")
+    if log.height == 0:
+        raise SchemaError("pre-period log is empty: nothing to size the experiment from")
+    schema = log.schema
+    for name in ("user_id", "label", "timestamp"):
+        _refuse_rows(log, name, pl.col(name).is_null(), f"{schema[name]} without nulls")
+    user = schema["user_id"]
+    if user.is_float():
+        _refuse_rows(
+            log,
+            "user_id",
+            ~pl.col("user_id").is_finite() | (pl.col("user_id") != pl.col("user_id").round()),
+            "a float holding an integer id (5.0), found fractional or non-finite ids",
+        )
+        log = log.with_columns(pl.col("user_id").cast(pl.Int64))
+    elif user.is_integer():
+        log = log.with_columns(pl.col("user_id").cast(pl.Int64))
+    elif user != pl.String:
+        raise SchemaError(f"pre-period log.user_id: expected integer or string ids, got {user}")
+    if not (schema["label"].is_numeric() or schema["label"] == pl.Boolean):
+        raise SchemaError(f"pre-period log.label: expected 0/1 numbers, got {schema['label']}")
+    log = log.with_columns(pl.col("label").cast(pl.Float64))
+    _refuse_rows(log, "label", ~pl.col("label").is_in([0.0, 1.0]), "1 (click) or 0 (no click), no NaN")
+    if not schema["timestamp"].is_integer():
+        raise SchemaError(
+            f"pre-period log.timestamp: expected integer unix seconds, got {schema['timestamp']}"
+        )
+    low, high = TIMESTAMP_RANGE
+    ts = pl.col("timestamp")
+    _refuse_rows(log, "timestamp", (ts < low) | (ts >= high), f"unix seconds in [{low}, {high})")
+    key = [c for c in ("user_id", "item_id", "timestamp") if c in log.columns]
+    _refuse_rows(
+        log,
+        "+".join(key) if "item_id" in key else "rows",
+        pl.struct(key if "item_id" in key else log.columns).is_duplicated(),
+        "no duplicate impressions, found repeats",
+    )
+    clicks = log["label"].sum()
+    if clicks in (0, log.height):
+        raise SchemaError(
+            f"pre-period log.label is {int(clicks > 0)} on all {log.height} rows: per-user CTR has no "
+            "variance to size a test from"
+        )
+    return log
+
+
+def _refuse_rows(log: pl.DataFrame, column: str, bad: pl.Expr, expected: str) -> None:
+    if (offending := log.filter(bad)).height:
+        raise SchemaError(
+            f"pre-period log.{column}: expected {expected}; {offending.height} of {log.height} row(s) "
+            f"offend, e.g. {offending.head(_SAMPLE_ROWS).to_dicts()}"
+        )
 
 
 def write_plan(

@@ -7,6 +7,7 @@ from pathlib import Path
 def register(groups: argparse._SubParsersAction) -> None:
     """Registers the `generator` command group, with `align` from `icg_rec.alignment.cli`."""
     from icg_rec.alignment.cli import add_align_command
+    from icg_rec.argtypes import positive_int, seed
 
     generator = groups.add_parser("generator", help="ICG cover generator").add_subparsers(
         dest="command", required=True
@@ -15,7 +16,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     train.add_argument("--dataset", choices=["simworld", "movielens"], default="simworld")
     train.add_argument("--data-dir", type=Path, default=None, help="MovieLens root (default: shared data)")
     train.add_argument(
-        "--items", type=int, default=None, help="SimWorld items / MovieLens poster subset size"
+        "--items", type=positive_int, default=None, help="SimWorld items / MovieLens poster subset size"
     )
     train.add_argument(
         "--config", type=Path, default=None, help="TOML with [generator] (+[generator.prompter]) and [warmup]"
@@ -26,13 +27,13 @@ def register(groups: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--mllm", type=Path, default=None, help="local HF VLM / causal LM folder (default: embedded)"
     )
-    train.add_argument("--steps", type=int, default=None, help="overrides [warmup] steps")
+    train.add_argument("--steps", type=positive_int, default=None, help="overrides [warmup] steps")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     train.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where it computes (icg_rec.device)")
     train.add_argument(
         "--dtype", choices=["float32", "bfloat16"], default="float32", help="bfloat16: autocast"
     )
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=seed, default=0)
     train.add_argument(
         "--out", type=Path, required=True, help="run folder: checkpoint/, pipeline/, contact_sheet.png"
     )

@@ -6,6 +6,8 @@ from pathlib import Path
 
 def register(groups: argparse._SubParsersAction) -> None:
     """Registers the `ope` command."""
+    from icg_rec.argtypes import non_negative_float, positive_int, seed
+
     ope = groups.add_parser(
         "ope", help="off-policy evaluation of cover policies on a log with cover_id and propensity"
     )
@@ -33,15 +35,17 @@ def register(groups: argparse._SubParsersAction) -> None:
     ope.add_argument(
         "--estimators", nargs="+", default=None, help="default: ips snips dm dr dr_clipped switch_dr"
     )
-    ope.add_argument("--clip", type=float, default=10.0, help="weight threshold of dr_clipped and switch_dr")
-    ope.add_argument("--n-boot", type=int, default=1000, help="user-level bootstrap replicates")
+    ope.add_argument(
+        "--clip", type=non_negative_float, default=10.0, help="weight threshold of dr_clipped and switch_dr"
+    )
+    ope.add_argument("--n-boot", type=positive_int, default=1000, help="user-level bootstrap replicates")
     ope.add_argument(
         "--image-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="covers are resized to this side (default: first cover's)",
     )
-    ope.add_argument("--seed", type=int, default=0)
+    ope.add_argument("--seed", type=seed, default=0)
     ope.add_argument("--out", type=Path, required=True, help="folder for ope.json and report.md")
     ope.set_defaults(run=_run)
 

@@ -9,6 +9,8 @@ PRESETS = ("tiny", "cpu", "gpu", "quickstart")
 
 def register(groups: argparse._SubParsersAction) -> None:
     """Registers `run`, `stage` and `quickstart`."""
+    from icg_rec.argtypes import seed
+
     run = groups.add_parser("run", help="every stage on your items and log, into one run folder")
     _sources(run, required=True)
     run.add_argument(
@@ -29,7 +31,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     quick.add_argument(
         "--config", type=Path, default=None, help="TOML: a [world] table of SimConfig fields + RunConfig keys"
     )
-    quick.add_argument("--seed", type=int, default=None, help="overrides the run's seed (and the world's)")
+    quick.add_argument("--seed", type=seed, default=None, help="overrides the run's seed (and the world's)")
     quick.set_defaults(run=_quickstart)
 
 

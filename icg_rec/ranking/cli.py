@@ -6,6 +6,8 @@ from pathlib import Path
 
 def register(groups: argparse._SubParsersAction) -> None:
     """Registers the `ranker` command group and `lift`."""
+    from icg_rec.argtypes import seed
+
     ranker = groups.add_parser("ranker", help="TorchRec DLRM rankers").add_subparsers(
         dest="command", required=True
     )
@@ -19,7 +21,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     fit.add_argument("--config", type=Path, default=None, help="TOML with TorchRecConfig fields")
     fit.add_argument("--cover-store", type=Path, default=None, help="folder of a saved CoverEmbeddingStore")
     fit.add_argument("--user-cohorts", type=Path, default=None, help="parquet frame (user_id, cohort_id)")
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=seed, default=0)
     fit.add_argument("--device", default="cpu", help="cpu, or cuda (cuda:LOCAL_RANK per process, nccl)")
     fit.add_argument(
         "--stream", action="store_true", help="stream --train in bounded memory (file order, no shuffling)"
@@ -50,6 +52,8 @@ def _run_fit(args: argparse.Namespace) -> None:
 
 def _add_lift(groups: argparse._SubParsersAction) -> None:
     """`lift`: the content-feature lift harness (icg_rec.ranking.harness)."""
+    from icg_rec.argtypes import positive_int, seed
+
     lift = groups.add_parser(
         "lift", help="do item text / image features lift a ranker? (MovieLens, SimWorld)"
     )
@@ -60,16 +64,23 @@ def _add_lift(groups: argparse._SubParsersAction) -> None:
     )
     lift.add_argument("--arms", default=None, help="comma-separated arms, baseline first (default: all)")
     lift.add_argument("--ranker", choices=["lightgbm", "torchrec"], default="lightgbm")
-    lift.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    lift.add_argument("--n-boot", type=int, default=1000, help="user-level bootstrap resamples")
-    lift.add_argument("--text-pca", type=int, default=32, help="PCA width of the text embedding")
-    lift.add_argument("--image-pca", type=int, default=16, help="PCA width of the poster/cover embedding")
-    lift.add_argument("--sim-users", type=int, default=2000)
-    lift.add_argument("--sim-items", type=int, default=400)
-    lift.add_argument("--sim-impressions", type=int, default=40, help="impressions per SimWorld user")
-    lift.add_argument("--sim-seed", type=int, default=0)
+    lift.add_argument("--seeds", type=seed, nargs="+", default=[0, 1, 2, 3, 4])
+    lift.add_argument("--n-boot", type=positive_int, default=1000, help="user-level bootstrap resamples")
+    lift.add_argument("--text-pca", type=positive_int, default=32, help="PCA width of the text embedding")
     lift.add_argument(
-        "--threads", type=int, default=1, help="torch threads (more stalled tiny models on a busy box)"
+        "--image-pca", type=positive_int, default=16, help="PCA width of the poster/cover embedding"
+    )
+    lift.add_argument("--sim-users", type=positive_int, default=2000)
+    lift.add_argument("--sim-items", type=positive_int, default=400)
+    lift.add_argument(
+        "--sim-impressions", type=positive_int, default=40, help="impressions per SimWorld user"
+    )
+    lift.add_argument("--sim-seed", type=seed, default=0)
+    lift.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="torch threads (more stalled tiny models on a busy box)",
     )
     lift.add_argument("--cache-dir", default="~/.cache/icg_rec")
     lift.add_argument("--out", type=Path, default=Path("out/lift"))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 def register(groups: argparse._SubParsersAction) -> None:
     """Registers the `rewards` command group."""
+    from icg_rec.argtypes import positive_int, seed
+
     rewards = groups.add_parser(
         "rewards", help="personalized, aesthetic and relevance rewards"
     ).add_subparsers(dest="command", required=True)
@@ -14,9 +16,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     train.add_argument("--dataset", choices=["movielens", "simworld"], default="movielens")
     train.add_argument("--data-dir", type=Path, default=None, help="MovieLens folder (default: shared data)")
     train.add_argument("--config", type=Path, default=None, help="TOML with PersonalizedConfig fields")
-    train.add_argument("--sim-users", type=int, default=2000, help="SimWorld users")
+    train.add_argument("--sim-users", type=positive_int, default=2000, help="SimWorld users")
     train.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "icg_rec")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=seed, default=0)
     train.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where it computes (icg_rec.device)")
     train.add_argument("--out", type=Path, required=True, help="model folder")
     score = rewards.add_parser("score", help="score covers: images folder or manifest in, parquet out")
@@ -27,9 +29,12 @@ def register(groups: argparse._SubParsersAction) -> None:
     score.add_argument("--personalized", type=Path, default=None, help="folder of a saved personalized model")
     score.add_argument("--relevance", type=Path, default=None, help="folder of a saved relevance model")
     score.add_argument(
-        "--image-size", type=int, default=224, help="side the aesthetic and relevance rewards read covers at"
+        "--image-size",
+        type=positive_int,
+        default=224,
+        help="side the aesthetic and relevance rewards read covers at",
     )
-    score.add_argument("--batch-size", type=int, default=32)
+    score.add_argument("--batch-size", type=positive_int, default=32)
     score.add_argument("--out", type=Path, required=True, help="parquet of scores, one row per cover")
     train.set_defaults(run=_run_train)
     score.set_defaults(run=_run_score)

@@ -102,7 +102,10 @@ def _edit_meta(folder, edit):
         (lambda m: m.pop("versions"), r"cohorts.json lacks key\(s\) \['versions'\]"),
         (lambda m: m.pop("config"), r"cohorts.json lacks key\(s\) \['config'\]"),
         (lambda m: m.update(versions="abcd"), r"versions must be a list of strings"),
-        (lambda m: m["config"].update(n_cohorts=3), r"config says 3 cohorts, but .* centroids of shape \(4, 4\)"),
+        (
+            lambda m: m["config"].update(n_cohorts=3),
+            r"config says 3 cohorts, but .* centroids of shape \(4, 4\)",
+        ),
     ],
 )
 def test_an_inconsistent_cohorts_json_is_refused(tmp_path, edit, message):

@@ -365,3 +365,25 @@ def test_a_cover_that_differs_from_its_manifest_hash_is_refused_by_readers(tmp_p
     cache.path(last).write_bytes(cache.path(manifest["key"][0]).read_bytes())  # a valid PNG, the wrong one
     with pytest.raises(CheckpointError, match=f"cover {last} .* does not match the sha256 of its manifest"):
         load_refreshed_covers(tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_inference_steps": 0}, "num_inference_steps must be an integer >= 1, got 0"),
+        ({"num_inference_steps": 2.5}, "num_inference_steps must be an integer >= 1"),
+        ({"guidance_scale": float("nan")}, "guidance_scale must be a finite number >= 0, got nan"),
+        ({"guidance_scale": -1.0}, "guidance_scale must be a finite number >= 0"),
+    ],
+)
+def test_the_pipeline_generator_refuses_bad_sampling_settings(kwargs, message):
+    from icg_rec.cohorts.generator import PipelineCoverGenerator
+
+    with pytest.raises(IcgRecError, match=message):
+        PipelineCoverGenerator(None, [1], ["t"], ["r.png"], **kwargs)
+
+
+def test_a_batch_size_below_one_is_refused(tmp_path):
+    work = plan_work(item_content_hashes(make_items(tmp_path / "img")), ["a"], "g1", 0)
+    with pytest.raises(IcgRecError, match="batch_size must be >= 1, got 0"):
+        run_refresh(work, ColourGenerator(), torch.zeros(1, 4), CoverCache(tmp_path / "c"), 0, progress=False)

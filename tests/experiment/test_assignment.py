@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from icg_rec.errors import IcgRecError
+from icg_rec.errors import IcgRecError, SchemaError
 from icg_rec.experiment.assignment import (
     Experiment,
     Layer,
@@ -93,3 +93,27 @@ def test_bad_experiments_are_refused(experiment, message):
 def test_duplicate_units_are_refused():
     with pytest.raises(IcgRecError, match="1 duplicate"):
         assign([1, 2, 2], Experiment("e", LAYER, 0, 100))
+
+
+def test_an_id_hashes_by_its_canonical_form_however_it_was_stored():
+    forms = [
+        [5, 17, 2**40],
+        [5.0, 17.0, float(2**40)],
+        ["5", "17", str(2**40)],
+        list(np.array([5, 17, 2**40])),
+    ]
+    buckets = [assign_buckets(ids, LAYER).tolist() for ids in forms]
+    assert buckets[1:] == [buckets[0]] * 3
+    experiment = Experiment("e", LAYER, 0, 100)
+    assert assign([5.0, 17.0], experiment)["arm"].equals(assign([5, 17], experiment)["arm"])
+
+
+@pytest.mark.parametrize("bad", [5.5, float("nan"), float("inf"), None, True, b"5"])
+def test_an_id_without_a_canonical_form_is_refused(bad):
+    with pytest.raises(SchemaError, match=r"unit id .* at position 1 has no canonical form"):
+        assign_buckets([1, bad], LAYER)
+
+
+def test_ids_equal_in_canonical_form_are_duplicates():
+    with pytest.raises(IcgRecError, match="1 duplicate"):
+        assign([5, 5.0], Experiment("e", LAYER, 0, 100))

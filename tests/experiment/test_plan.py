@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from icg_rec.errors import IcgRecError, SchemaError
-from icg_rec.experiment.plan import ABPlanConfig, plan_ab, write_plan
+from icg_rec.experiment.plan import EXPECTED_LIFT_RANGE, ABPlanConfig, plan_ab, write_plan
 from icg_rec.experiment.power import RatioMoments, ratio_moments, sample_size_ratio_metric
 
 
@@ -87,3 +87,100 @@ def test_plan_refuses_bad_logs(pre_period):
         plan_ab(pre_period.head(0), ABPlanConfig())
     with pytest.raises(IcgRecError, match="need a 'control' arm"):
         plan_ab(pre_period, ABPlanConfig(arms={"a": 0.5, "b": 0.5}))
+
+
+def _with(frame, **columns):
+    return frame.with_columns(**columns)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda f: _with(f, label=pl.when(pl.int_range(pl.len()) == 3).then(2.0).otherwise("label")),
+            r"label: expected 1 \(click\) or 0",
+        ),
+        (
+            lambda f: _with(f, label=pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise("label")),
+            r"label: expected Float64 without nulls",
+        ),
+        (
+            lambda f: _with(
+                f, label=pl.when(pl.int_range(pl.len()) == 3).then(float("nan")).otherwise("label")
+            ),
+            r"label: expected 1 \(click\) or 0",
+        ),
+        (
+            lambda f: _with(f, user_id=pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise("user_id")),
+            r"user_id: expected Int64 without nulls",
+        ),
+        (
+            lambda f: _with(f, user_id=pl.col("user_id") + 0.5),
+            r"user_id: expected a float holding an integer id",
+        ),
+        (
+            lambda f: pl.concat([f, f.head(2)]),
+            r"user_id\+item_id\+timestamp: expected no duplicate impressions, found repeats; 4 of",
+        ),
+        (
+            lambda f: pl.concat([f.drop("item_id"), f.drop("item_id").head(1)]),
+            r"log.rows: expected no duplicate",
+        ),
+        (
+            lambda f: _with(f, timestamp=pl.col("timestamp") - 10**9),
+            r"timestamp: expected unix seconds in \[0,",
+        ),
+        (lambda f: _with(f, label=pl.lit(0.0)), r"label is 0 on all .* rows: per-user CTR has no variance"),
+        (lambda f: _with(f, label=pl.lit(1)), r"label is 1 on all"),
+        (
+            lambda f: _with(f, user_id=pl.col("user_id").cast(pl.Date)),
+            r"user_id: expected integer or string ids",
+        ),
+    ],
+)
+def test_plan_refuses_an_invalid_log(pre_period, edit, message):
+    with pytest.raises(SchemaError, match=message):
+        plan_ab(edit(pre_period), ABPlanConfig())
+
+
+def test_user_ids_stored_as_floats_or_strings_get_the_same_buckets(pre_period):
+    _, ints = plan_ab(pre_period, ABPlanConfig())
+    _, floats = plan_ab(pre_period.with_columns(pl.col("user_id").cast(pl.Float64)), ABPlanConfig())
+    _, strings = plan_ab(pre_period.with_columns(pl.col("user_id").cast(pl.String)), ABPlanConfig())
+    assert floats.equals(ints)
+    assert strings.with_columns(pl.col("unit_id").cast(pl.Int64)).sort("unit_id").equals(ints)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            ABPlanConfig(expected_lift=0.0),
+            r"expected_lift must be a relative lift in \[0.001, 10.0\], got 0.0",
+        ),
+        (ABPlanConfig(expected_lift=float("inf")), "expected_lift"),
+        (ABPlanConfig(expected_lift=float("nan")), "expected_lift"),
+        (ABPlanConfig(expected_lift=1e-9), "expected_lift"),
+        (ABPlanConfig(expected_lift=-0.5), "expected_lift"),
+        (
+            ABPlanConfig(arms={"control": 0.5, "generic": 0.5, "personalized": 0.0}),
+            r"arm weights must be finite numbers in \(0, 1\], got \{'personalized': 0.0\}",
+        ),
+        (ABPlanConfig(arms={"control": 1.5, "personalized": -0.5}), "arm weights must be finite"),
+        (ABPlanConfig(arms={"control": 1.0}), "need a 'control' arm and at least one treatment arm"),
+        (ABPlanConfig(arms={"control": 0.5, "generic": 0.3}), "must sum to 1"),
+        (ABPlanConfig(alpha=0.0), "need 0 < alpha < power < 1"),
+        (ABPlanConfig(power=float("nan")), "need 0 < alpha < power < 1"),
+        (ABPlanConfig(traffic_share=0.0), r"traffic_share must lie in \(0, 1\]"),
+        (ABPlanConfig(n_buckets=0), "n_buckets must be an integer >= 1"),
+    ],
+)
+def test_plan_refuses_an_invalid_config(pre_period, config, message):
+    with pytest.raises(IcgRecError, match=message):
+        plan_ab(pre_period, config)
+
+
+def test_the_cli_lift_bounds_are_the_plans():
+    from icg_rec.experiment import cli
+
+    assert cli.EXPECTED_LIFT_RANGE == EXPECTED_LIFT_RANGE
