@@ -17,7 +17,15 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from icg_rec.errors import CheckpointError, IcgRecError, UnknownIdError
-from icg_rec.io import config_from_dict, load_weights, read_json, save_weights, write_json
+from icg_rec.io import (
+    config_from_dict,
+    load_weights,
+    read_json,
+    save_weights,
+    verify_folder,
+    write_folder,
+    write_json,
+)
 from icg_rec.validation import lookup
 
 
@@ -109,8 +117,12 @@ class UserCohorts:
         return self.labels_[pos]
 
     def save(self, folder: str | Path) -> Path:
-        """Writes cohorts.safetensors + cohorts.json into `folder`."""
+        """Writes cohorts.safetensors + cohorts.json into `folder`, as a set (`write_folder`)."""
         folder = Path(folder)
+        write_folder(folder, self._write)
+        return folder
+
+    def _write(self, folder: Path) -> None:
         save_weights(
             folder / "cohorts.safetensors",
             {
@@ -123,12 +135,12 @@ class UserCohorts:
             folder / "cohorts.json",
             {"config": asdict(self.config or CohortConfig()), "versions": self.versions_},
         )
-        return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> "UserCohorts":
         """Reads what `save` wrote; a missing, corrupt or inconsistent file raises CheckpointError naming it."""
         folder = Path(folder)
+        verify_folder(folder, required=["cohorts.json", "cohorts.safetensors"])
         meta_path = folder / "cohorts.json"
         meta = read_json(meta_path)
         if not isinstance(meta, dict) or (missing := {"config", "versions"} - set(meta)):

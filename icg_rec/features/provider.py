@@ -22,7 +22,7 @@ import torch
 from icg_rec.doctor import missing_torchrec_message
 from icg_rec.errors import SchemaError
 from icg_rec.features.store import DEFAULT_COHORT, CoverEmbeddingStore
-from icg_rec.io import load_weights, read_json, save_weights, write_json
+from icg_rec.io import load_weights, read_json, save_weights, verify_folder, write_folder, write_json
 from icg_rec.validation import check_columns, table_rows
 
 try:
@@ -294,8 +294,12 @@ class FeatureProvider:
                 )
 
     def save(self, folder: str | Path) -> Path:
-        """Writes provider.safetensors (vocabularies, scaling, cohorts), provider.json and the store."""
+        """Writes provider.safetensors (vocabularies, scaling, cohorts), provider.json and the store, as a set."""
         folder = Path(folder)
+        write_folder(folder, self._write)
+        return folder
+
+    def _write(self, folder: Path) -> None:
         tensors = {f"vocab.{c}": torch.from_numpy(v) for c, v in self.vocab_.items()}
         tensors["dense_mean"] = torch.from_numpy(self.dense_mean_.astype(np.float64))
         tensors["dense_std"] = torch.from_numpy(self.dense_std_.astype(np.float64))
@@ -323,12 +327,12 @@ class FeatureProvider:
         write_json(folder / "provider.json", meta)
         if self.cover_store is not None:
             self.cover_store.save(folder / "cover_store")
-        return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> "FeatureProvider":
-        """Reads a provider written by `save` (with its cover store, if it had one)."""
+        """Reads a provider written by `save` (with its cover store, if it had one), verified first."""
         folder = Path(folder)
+        verify_folder(folder, required=["provider.json", "provider.safetensors"])
         meta = read_json(folder / "provider.json")
         tensors = load_weights(folder / "provider.safetensors")
         cohorts = None

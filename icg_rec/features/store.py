@@ -9,7 +9,15 @@ import polars as pl
 import torch
 
 from icg_rec.errors import SchemaError, UnknownIdError
-from icg_rec.io import config_from_dict, load_weights, read_json, save_weights, write_json
+from icg_rec.io import (
+    config_from_dict,
+    load_weights,
+    read_json,
+    save_weights,
+    verify_folder,
+    write_folder,
+    write_json,
+)
 
 DEFAULT_COHORT = -1  # the cohort id of an item's default (non-personalized) cover
 MISS_POLICIES = ("zero", "raise")
@@ -206,8 +214,12 @@ class CoverEmbeddingStore:
         )
 
     def save(self, folder: str | Path) -> Path:
-        """Writes store.safetensors (keys, vectors, PCA) and store.json (config), no pickle."""
+        """Writes store.safetensors (keys, vectors, PCA) and store.json (config), no pickle, as a set (`write_folder`)."""
         folder = Path(folder)
+        write_folder(folder, self._write)
+        return folder
+
+    def _write(self, folder: Path) -> None:
         tensors = {
             "item_id": torch.from_numpy(self.keys_["item_id"].to_numpy().copy()),
             "cohort_id": torch.from_numpy(self.keys_["cohort_id"].to_numpy().copy()),
@@ -218,12 +230,12 @@ class CoverEmbeddingStore:
             tensors["projection"] = torch.from_numpy(self.projection_)
         save_weights(folder / "store.safetensors", tensors)
         write_json(folder / "store.json", {"config": asdict(self.config), "input_dim": self.input_dim_})
-        return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> "CoverEmbeddingStore":
-        """Reads a store written by `save` and rebuilds its index."""
+        """Reads a store written by `save` and rebuilds its index; a changed or missing file raises CheckpointError."""
         folder = Path(folder)
+        verify_folder(folder, required=["store.json", "store.safetensors"])
         meta = read_json(folder / "store.json")
         store = cls(config_from_dict(StoreConfig, meta["config"], source=str(folder / "store.json")))
         tensors = load_weights(folder / "store.safetensors")

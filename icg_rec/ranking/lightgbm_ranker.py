@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from icg_rec.errors import CheckpointError, SchemaError
-from icg_rec.io import atomic_write, config_from_dict, read_json, write_json
+from icg_rec.io import config_from_dict, read_json, verify_folder, write_folder, write_json
 from icg_rec.ranking.base import FeatureSpec
 from icg_rec.validation import check_columns, lookup
 
@@ -114,10 +114,14 @@ class LightGBMRanker:
         return {col: int((~frame[col].is_in(self.vocab_[col].tolist())).sum()) for col in self.spec_.sparse}
 
     def save(self, folder: str | Path) -> Path:
-        """Writes `model.txt` (LightGBM text) and `ranker.json` (config, spec, vocabularies), atomically."""
+        """Writes `model.txt` (LightGBM text) and `ranker.json` (config, spec, vocabularies), as a set."""
         folder = Path(folder)
+        write_folder(folder, self._write)
+        return folder
+
+    def _write(self, folder: Path) -> None:
         text = self.booster_.model_to_string(num_iteration=self.best_iteration_)
-        atomic_write(folder / "model.txt", lambda tmp: tmp.write_text(text))
+        (folder / "model.txt").write_text(text)
         write_json(
             folder / "ranker.json",
             {
@@ -129,16 +133,18 @@ class LightGBMRanker:
                 "best_iteration": self.best_iteration_,
             },
         )
-        return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> "LightGBMRanker":
-        """Reads a folder written by `save`; raises CheckpointError naming the file if it is unusable."""
+        """Reads a folder written by `save`; raises CheckpointError naming the file if it is unusable.
+
+        Every file is checked against the folder's MANIFEST.json first: LightGBM is never handed a
+        truncated or altered model.txt (it aborts the interpreter on some).
+        """
         folder = Path(folder)
+        verify_folder(folder, required=["ranker.json", "model.txt"])
         meta = read_json(folder / "ranker.json")
         model_path = folder / "model.txt"
-        if not model_path.is_file():
-            raise CheckpointError(f"no LightGBM model file at {model_path}")
         try:
             booster = lgb.Booster(model_str=model_path.read_text())
         except lgb.basic.LightGBMError as err:

@@ -40,6 +40,8 @@ from icg_rec.io import (
     load_weights,
     read_json,
     save_weights,
+    verify_folder,
+    write_folder,
     write_json,
 )
 from icg_rec.metrics import auc
@@ -268,8 +270,12 @@ class TorchRecRanker:
         return np.concatenate(pieces) if pieces else np.zeros(0)
 
     def save(self, folder: str | Path) -> Path:
-        """Writes model.safetensors, ranker.json (config, history) and provider/ (vocabularies, store)."""
+        """Writes model.safetensors, ranker.json (config, history) and provider/ (vocabularies, store), as a set."""
         folder = Path(folder)
+        write_folder(folder, self._write)
+        return folder
+
+    def _write(self, folder: Path) -> None:
         save_weights(folder / "model.safetensors", {k: v.cpu() for k, v in self.model_.state_dict().items()})
         self.provider_.save(folder / "provider")
         meta = {
@@ -279,13 +285,13 @@ class TorchRecRanker:
             "fit_counts": self.fit_counts_,
         }
         write_json(folder / "ranker.json", meta)
-        return folder
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "cpu") -> "TorchRecRanker":
-        """Reads a ranker written by `save` onto `device`; raises CheckpointError if the weights do not
-        fit the config."""
+        """Reads a ranker written by `save` onto `device`; raises CheckpointError if a file changed or the
+        weights do not fit the config."""
         folder = Path(folder)
+        verify_folder(folder, required=["ranker.json", "model.safetensors", "provider/provider.json"])
         target = _process_device(device)
         meta = read_json(folder / "ranker.json")
         config = config_from_dict(TorchRecConfig, meta["config"], source=str(folder / "ranker.json"))

@@ -18,7 +18,16 @@ from tqdm import tqdm
 
 from icg_rec.device import DeviceError, resolve_device
 from icg_rec.errors import CheckpointError, SchemaError
-from icg_rec.io import config_from_dict, load_state_into, load_weights, read_json, save_weights, write_json
+from icg_rec.io import (
+    config_from_dict,
+    load_state_into,
+    load_weights,
+    read_json,
+    save_weights,
+    verify_folder,
+    write_folder,
+    write_json,
+)
 from icg_rec.rewards.aesthetic import check_images, clip_image_embeddings, load_clip
 from icg_rec.rewards.base import RewardInputs
 from icg_rec.validation import check_fitted
@@ -135,23 +144,24 @@ class RelevanceModel:
         return out
 
     def save(self, folder: str | Path) -> Path:
-        """Writes config.json and weights.safetensors into `folder`."""
+        """Writes config.json and weights.safetensors into `folder`, as a set (`write_folder`)."""
         self._check_fitted()
         folder = Path(folder)
+        write_folder(folder, self._write)
+        return folder
+
+    def _write(self, folder: Path) -> None:
         save_weights(folder / "weights.safetensors", {k: v.cpu() for k, v in self.net_.state_dict().items()})
         dims = {"text_dim": self.net_.text.in_features, "image_dim": self.net_.image.in_features}
         write_json(folder / "config.json", {"config": asdict(self.config), **dims})
-        return folder
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "cpu") -> "RelevanceModel":
-        """Loads a model written by `save` onto `device`; a missing file is a CheckpointError naming it, before
-        anything is built."""
+        """Loads a model written by `save` onto `device`; a missing or changed file is a CheckpointError naming
+        it, before anything is built."""
         folder = Path(folder)
+        verify_folder(folder, required=["config.json", "weights.safetensors"])
         target = resolve_device(device)
-        for name in ("config.json", "weights.safetensors"):
-            if not (folder / name).is_file():
-                raise CheckpointError(f"{folder} is not a relevance model: {name} is missing")
         meta = read_json(folder / "config.json")
         model = cls(
             config_from_dict(RelevanceConfig, meta["config"], source=str(folder / "config.json")), device

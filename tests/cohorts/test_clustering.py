@@ -3,7 +3,7 @@ import pytest
 
 from icg_rec.cohorts.clustering import CohortConfig, UserCohorts
 from icg_rec.errors import CheckpointError, IcgRecError, UnknownIdError
-from icg_rec.io import read_json, write_json
+from icg_rec.io import read_json, write_folder, write_json
 
 CENTRES = np.array([[0, 0, 0, 0], [5, 0, 0, 0], [0, 5, 0, 0], [0, 0, 5, 0]], dtype=np.float32) + 1.0
 
@@ -89,9 +89,16 @@ def test_previous_of_another_width_is_refused():
 
 
 def _edit_meta(folder, edit):
+    """Rewrites the checkpoint with an edited cohorts.json, as a (buggy) writer would: it still verifies."""
     meta = read_json(folder / "cohorts.json")
     edit(meta)
-    write_json(folder / "cohorts.json", meta)
+    weights = (folder / "cohorts.safetensors").read_bytes()
+
+    def write(tmp):
+        write_json(tmp / "cohorts.json", meta)
+        (tmp / "cohorts.safetensors").write_bytes(weights)
+
+    write_folder(folder, write)
 
 
 @pytest.mark.parametrize(

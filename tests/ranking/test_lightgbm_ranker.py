@@ -114,16 +114,16 @@ def test_save_load_round_trip(tmp_path):
     loaded = LightGBMRanker.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict(frame), ranker.predict(frame))
     assert loaded.config == CONFIG and loaded.spec_ == SPEC
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.txt", "ranker.json"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["MANIFEST.json", "model.txt", "ranker.json"]
 
 
 def test_load_refuses_missing_or_corrupt_model(tmp_path):
     LightGBMRanker(CONFIG).fit(_frame(), SPEC).save(tmp_path)
     (tmp_path / "model.txt").write_text("not a model")
-    with pytest.raises(CheckpointError, match="model.txt"):
+    with pytest.raises(CheckpointError, match="file 'model.txt' does not match its sha256"):
         LightGBMRanker.load(tmp_path)
     (tmp_path / "model.txt").unlink()
-    with pytest.raises(CheckpointError, match="no LightGBM model file"):
+    with pytest.raises(CheckpointError, match="file 'model.txt' listed in MANIFEST.json is missing"):
         LightGBMRanker.load(tmp_path)
 
 
