@@ -29,12 +29,15 @@ from icg_rec.io import (
     prefixed,
     read_json,
     save_weights,
+    verify_folder,
+    write_folder,
     write_json,
 )
 from icg_rec.rewards.base import RewardInputs
 from icg_rec.rewards.combiner import MultiReward, RewardOutput
 
 CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_FILES = ["weights.safetensors", "optimizer.pt", "rng.safetensors", "state.json"]
 LORA_TARGETS = [
     "to_q",
     "to_k",
@@ -211,6 +214,13 @@ class AlignerBase:
     def _save_checkpoint(
         self, folder: Path, optimizer: torch.optim.Optimizer, gen: torch.Generator, config: dict
     ) -> None:
+        """Writes weights, optimizer, random state and step as one set (`write_folder`): a kill mid-save
+        leaves the previous checkpoint whole."""
+        write_folder(folder, lambda tmp: self._write_checkpoint(tmp, optimizer, gen, config))
+
+    def _write_checkpoint(
+        self, folder: Path, optimizer: torch.optim.Optimizer, gen: torch.Generator, config: dict
+    ) -> None:
         pipe = self.pipeline
         tensors = {f"adapter.{k}": v for k, v in pipe.adapter.state_dict().items()}
         tensors.update({f"refiner.{k}": v for k, v in pipe.refiner.state_dict().items()})
@@ -223,6 +233,7 @@ class AlignerBase:
         write_json(folder / "state.json", state)
 
     def _load_checkpoint(self, folder: Path, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> None:
+        verify_folder(folder, required=CHECKPOINT_FILES)
         pipe = self.pipeline
         state = read_json(folder / "state.json")
         tensors = load_weights(folder / "weights.safetensors")

@@ -28,10 +28,13 @@ from icg_rec.io import (
     prefixed,
     read_json,
     save_weights,
+    verify_folder,
+    write_folder,
     write_json,
 )
 
 CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_FILES = ["weights.safetensors", "optimizer.pt", "rng.safetensors", "state.json"]
 
 
 @dataclass
@@ -236,6 +239,11 @@ class WarmupTrainer:
         }
 
     def _save_checkpoint(self, folder: Path, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> None:
+        """Writes weights, optimizer, random state and step as one set (`write_folder`): a kill mid-save
+        leaves the previous checkpoint whole."""
+        write_folder(folder, lambda tmp: self._write_checkpoint(tmp, optimizer, gen))
+
+    def _write_checkpoint(self, folder: Path, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> None:
         tensors = {
             f"{name}.{key}": value
             for name, module in self._modules().items()
@@ -249,6 +257,7 @@ class WarmupTrainer:
         )
 
     def _load_checkpoint(self, folder: Path, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> None:
+        verify_folder(folder, required=CHECKPOINT_FILES)
         state = read_json(folder / "state.json")
         tensors = load_weights(folder / "weights.safetensors")
         for name, module in self._modules().items():
