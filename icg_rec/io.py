@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields, is_dataclass
@@ -44,8 +45,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, as for open()
+    mode = stat.S_IMODE(tmp.stat().st_mode)
     try:
         write(tmp)
+        if stat.S_IMODE(tmp.stat().st_mode) != mode:  # the writer replaced the file (safetensors: 0o600)
+            tmp.chmod(mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -82,8 +86,9 @@ def write_folder(folder: str | Path, write: Callable[[Path], None]) -> dict[str,
     MANIFEST.json of sha256 per file is added, then the folder is renamed into place.
 
     An older folder of the same name is replaced only after the new one is complete; a failure in
-    `write` removes the temporary folder and leaves the older one as it was. The folder is created with
-    mode 0o777 less the umask, as `mkdir` would.
+    `write` removes the temporary folder and leaves the older one as it was. Folders get mode 0o777 and
+    files 0o666 less the umask, as `mkdir` and `open` would make them, whatever the writers chose
+    (safetensors writes 0o600).
 
     Args:
         folder: final destination; its parent is created.
@@ -98,6 +103,7 @@ def write_folder(folder: str | Path, write: Callable[[Path], None]) -> dict[str,
     tmp.mkdir(mode=0o777)  # the umask applies (mkdtemp would make it 0o700)
     try:
         write(tmp)
+        _umask_modes(tmp)
         hashes = hash_files(tmp, exclude=[MANIFEST])
         (tmp / MANIFEST).write_text(json.dumps({"files": hashes}, indent=2) + "\n")
         old = None
@@ -111,6 +117,14 @@ def write_folder(folder: str | Path, write: Callable[[Path], None]) -> dict[str,
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return hashes
+
+
+def _umask_modes(folder: Path) -> None:
+    """Gives every folder under `folder` the mode of `folder` (made by mkdir) and every file that less x bits."""
+    folder_mode = stat.S_IMODE(folder.stat().st_mode)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(folder_mode if path.is_dir() else folder_mode & 0o666)
 
 
 def verify_folder(folder: str | Path, required: Sequence[str] = ()) -> dict[str, str]:

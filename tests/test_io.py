@@ -3,9 +3,20 @@ import os
 import stat
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from icg_rec.errors import CheckpointError
-from icg_rec.io import MANIFEST, atomic_write, file_sha256, read_json, verify_folder, write_folder, write_json
+from icg_rec.io import (
+    MANIFEST,
+    atomic_write,
+    file_sha256,
+    read_json,
+    save_weights,
+    verify_folder,
+    write_folder,
+    write_json,
+)
 
 
 def _write_two(folder):
@@ -90,11 +101,14 @@ def test_atomic_write_honours_the_umask_like_open(tmp_path, umask):
     previous = os.umask(umask)
     try:
         atomic_write(tmp_path / "atomic.txt", lambda tmp: tmp.write_text("x"))
+        save_weights(
+            tmp_path / "weights.safetensors", {"w": torch.zeros(2)}
+        )  # safetensors writes 0o600 itself
         (tmp_path / "plain.txt").write_text("x")
     finally:
         os.umask(previous)
-    modes = [stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("atomic.txt", "plain.txt")]
-    assert modes == [0o666 & ~umask] * 2
+    names = ("atomic.txt", "weights.safetensors", "plain.txt")
+    assert [stat.S_IMODE((tmp_path / name).stat().st_mode) for name in names] == [0o666 & ~umask] * 3
 
 
 def test_a_failed_write_leaves_neither_file_nor_temporary(tmp_path):
@@ -115,13 +129,25 @@ def test_read_json_names_a_file_that_is_not_utf8(tmp_path):
         read_json(path)
 
 
-def test_a_written_folder_honours_the_umask_like_mkdir(tmp_path):
+def test_a_written_folder_honours_the_umask_like_mkdir_and_open(tmp_path):
+    def write(folder):
+        _write_two(folder)
+        save_file({"w": torch.zeros(2)}, str(folder / "sub" / "w.safetensors"))  # made 0o600 by safetensors
+
     previous = os.umask(0o022)
     try:
-        write_folder(tmp_path / "model", _write_two)
+        write_folder(tmp_path / "model", write)
     finally:
         os.umask(previous)
-    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*")}
+    assert modes == {
+        "model": 0o755,
+        "model/sub": 0o755,
+        "model/weights.bin": 0o644,
+        "model/sub/config.json": 0o644,
+        "model/sub/w.safetensors": 0o644,
+        "model/MANIFEST.json": 0o644,
+    }
 
 
 @pytest.mark.parametrize(
