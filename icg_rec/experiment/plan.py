@@ -31,7 +31,7 @@ from icg_rec.experiment.power import (
     sample_size_two_proportions,
 )
 from icg_rec.experiment.variance import srm_check, variance_reduction
-from icg_rec.io import atomic_write, write_json
+from icg_rec.io import read_json, verify_folder, write_folder, write_json
 
 # Relative lifts a plan may be sized for: below 0.1% the sample size runs to billions of users per arm
 # (1e-9 asked for 6e18), above 1000% no CTR stays a probability.
@@ -293,12 +293,15 @@ def _refuse_rows(log: pl.DataFrame, column: str, bad: pl.Expr, expected: str) ->
 def write_plan(
     plan: ABPlan, table: pl.DataFrame, out_dir: str | Path, arm_covers: dict[str, pl.DataFrame]
 ) -> Path:
-    """Writes assignment.parquet, covers_<arm>.parquet, spec.json and spec.md into `out_dir`.
+    """Writes assignment.parquet, covers_<arm>.parquet, spec.json and spec.md into `out_dir`, as one set.
+
+    The folder goes through `write_folder` (MANIFEST.json of sha256 per file): a serving system checks
+    it with `read_plan` (or `icg_rec.io.verify_folder`) before it routes a single user.
 
     Args:
         plan: from `plan_ab`.
         table: the assignment table from `plan_ab`.
-        out_dir: output folder.
+        out_dir: output folder (replaced as a whole).
         arm_covers: per arm, the cover each (item_id, cohort_id) shows (columns item_id, cohort_id,
             cover_key, path); every arm of the plan needs one.
 
@@ -309,13 +312,39 @@ def write_plan(
         raise IcgRecError(f"no cover manifest for arm(s) {sorted(missing)}; every arm needs one")
     if plan.exploration is not None and EXPLORE_ARM not in arm_covers:
         raise IcgRecError(f"no cover manifest for the exploration bucket: pass arm_covers[{EXPLORE_ARM!r}]")
+
+    def write(folder: Path) -> None:
+        table.write_parquet(folder / "assignment.parquet")
+        for arm, covers in arm_covers.items():
+            covers.write_parquet(folder / f"covers_{arm}.parquet")
+        write_json(folder / "spec.json", asdict(plan))
+        (folder / "spec.md").write_text(render_spec(plan))
+
     out = Path(out_dir)
-    atomic_write(out / "assignment.parquet", lambda tmp: table.write_parquet(tmp))
-    for arm, covers in arm_covers.items():
-        atomic_write(out / f"covers_{arm}.parquet", lambda tmp, c=covers: c.write_parquet(tmp))
-    write_json(out / "spec.json", asdict(plan))
-    atomic_write(out / "spec.md", lambda tmp: tmp.write_text(render_spec(plan)))
+    write_folder(out, write)
     return out
+
+
+def read_plan(folder: str | Path) -> tuple[dict, pl.DataFrame, dict[str, pl.DataFrame]]:
+    """Reads what `write_plan` wrote, after checking every file against the folder's MANIFEST.json.
+
+    Args:
+        folder: an A/B plan folder.
+
+    Returns:
+        (spec.json as a dict, the assignment table, per arm (the exploration bucket included) its covers).
+
+    Raises:
+        CheckpointError: naming the file that is missing, truncated or changed since it was written.
+    """
+    folder = Path(folder)
+    files = verify_folder(folder, required=["assignment.parquet", "spec.json"])
+    covers = {
+        name.removeprefix("covers_").removesuffix(".parquet"): pl.read_parquet(folder / name)
+        for name in sorted(files)
+        if name.startswith("covers_") and name.endswith(".parquet")
+    }
+    return read_json(folder / "spec.json"), pl.read_parquet(folder / "assignment.parquet"), covers
 
 
 def render_spec(plan: ABPlan) -> str:

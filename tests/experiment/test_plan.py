@@ -4,8 +4,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from icg_rec.errors import IcgRecError, SchemaError
-from icg_rec.experiment.plan import EXPECTED_LIFT_RANGE, ABPlanConfig, plan_ab, write_plan
+from icg_rec.errors import CheckpointError, IcgRecError, SchemaError
+from icg_rec.experiment.plan import EXPECTED_LIFT_RANGE, ABPlanConfig, plan_ab, read_plan, write_plan
 from icg_rec.experiment.power import RatioMoments, ratio_moments, sample_size_ratio_metric
 
 
@@ -184,3 +184,16 @@ def test_the_cli_lift_bounds_are_the_plans():
     from icg_rec.experiment import cli
 
     assert cli.EXPECTED_LIFT_RANGE == EXPECTED_LIFT_RANGE
+
+
+def test_a_written_plan_reads_back_verified(pre_period, tmp_path):
+    plan, table = plan_ab(pre_period, ABPlanConfig())
+    covers = pl.DataFrame({"item_id": [1], "cohort_id": [0], "cover_key": ["k"], "path": ["p.png"]})
+    write_plan(plan, table, tmp_path / "ab", {arm: covers for arm in plan.config.arms})
+    spec, assignment, arm_covers = read_plan(tmp_path / "ab")
+    assert spec["sample_size_per_arm"] == plan.sample_size_per_arm and assignment.equals(table)
+    assert set(arm_covers) == set(plan.config.arms) and arm_covers["control"].equals(covers)
+    path = tmp_path / "ab" / "assignment.parquet"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(CheckpointError, match="file 'assignment.parquet' does not match its sha256"):
+        read_plan(tmp_path / "ab")
