@@ -26,6 +26,7 @@ A/B test needs as its own arm to tell "a generated cover" apart from "a cover fo
 
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import time
@@ -63,6 +64,7 @@ MANIFEST_SCHEMA = {
     "seed": pl.Int64,
     "sha256": pl.String,  # sha256 (hex) of the cover file: serving and readers verify it
 }
+MANIFEST_CHECKSUM = "icg_rec.sha256"  # parquet metadata key of the manifest rows' sha256
 LOCK_NAME = ".refresh.lock"  # in the output folder; held (flock) by the refresh writing it
 
 
@@ -287,8 +289,8 @@ def read_manifest(path: str | Path) -> pl.DataFrame:
         The manifest (MANIFEST_SCHEMA columns first, score columns after).
 
     Raises:
-        CheckpointError: naming the file, if it is missing or does not parse, lacks a column or has
-            another type, repeats an (item_id, cohort_id), or holds a key or sha256 of another form, or
+        CheckpointError: naming the file, if it is missing or does not parse, fails its checksum, lacks
+            a column or has another type, repeats an (item_id, cohort_id), or holds a key or sha256 of another form, or
             a path that is not its key's cover file.
     """
     path = Path(path)
@@ -296,8 +298,11 @@ def read_manifest(path: str | Path) -> pl.DataFrame:
         raise CheckpointError(f"no refresh manifest at {path}")
     try:
         manifest = pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError) as err:
-        raise CheckpointError(f"refresh manifest {path} is corrupt: {err}") from err
+        stored = pl.read_parquet_metadata(path).get(MANIFEST_CHECKSUM)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as err:  # polars panics (a BaseException) on some damaged pages
+        raise CheckpointError(f"refresh manifest {path} is corrupt: {err!r}") from err
     wrong = {
         n: str(manifest.schema.get(n)) for n, t in MANIFEST_SCHEMA.items() if manifest.schema.get(n) != t
     }
@@ -318,6 +323,11 @@ def read_manifest(path: str | Path) -> pl.DataFrame:
         )
         | pl.col("path").str.contains(r"(^|/)\.\.(/|$)"),
     }
+    if stored != manifest_checksum(manifest):
+        raise CheckpointError(
+            f"refresh manifest {path} fails its checksum ({MANIFEST_CHECKSUM}): its rows changed since it was "
+            "written, or it predates checksums; rerun the refresh to rebuild it"
+        )
     for what, bad in checks.items():
         if (offending := manifest.filter(bad.fill_null(True))).height:
             raise CheckpointError(
@@ -330,12 +340,22 @@ def read_manifest(path: str | Path) -> pl.DataFrame:
 def write_manifest(
     manifest: pl.DataFrame, path: str | Path, scores: dict[str, np.ndarray] | None = None
 ) -> Path:
-    """Writes the manifest parquet atomically, with optional per-cover score columns (same row order)."""
+    """Writes the manifest parquet atomically, with optional per-cover score columns (same row order).
+
+    The file's key-value metadata holds MANIFEST_CHECKSUM, the sha256 of its rows, which `read_manifest`
+    checks (parquet itself does not notice a flipped bit in a value).
+    """
     if scores:
         manifest = manifest.with_columns(
             [pl.Series(name, np.asarray(values, dtype=np.float64)) for name, values in scores.items()]
         )
-    return atomic_write(path, lambda tmp: manifest.write_parquet(tmp))
+    metadata = {MANIFEST_CHECKSUM: manifest_checksum(manifest)}
+    return atomic_write(path, lambda tmp: manifest.write_parquet(tmp, metadata=metadata))
+
+
+def manifest_checksum(manifest: pl.DataFrame) -> str:
+    """sha256 (hex) of a manifest's column names and rows, as JSON (independent of the parquet encoding)."""
+    return hashlib.sha256(json.dumps([manifest.columns, manifest.rows()]).encode()).hexdigest()
 
 
 def contact_sheets(

@@ -22,6 +22,7 @@ from icg_rec.cohorts.refresh import (
     refresh_covers,
     run_refresh,
     shard,
+    write_manifest,
 )
 from icg_rec.errors import CheckpointError, IcgRecError, SchemaError
 from icg_rec.ranking.cover_arms import load_refreshed_covers
@@ -349,7 +350,7 @@ def test_a_malformed_manifest_is_refused_by_its_readers(tmp_path, edit, message)
     manifest, _ = refresh_covers(
         make_items(tmp_path / "img"), make_cohorts(), ColourGenerator(), tmp_path / "out", progress=False
     )
-    edit(manifest).write_parquet(tmp_path / "out" / "manifest.parquet")
+    write_manifest(edit(manifest), tmp_path / "out" / "manifest.parquet")  # a checksum that matches
     with pytest.raises(CheckpointError, match=message):
         read_manifest(tmp_path / "out" / "manifest.parquet")
     with pytest.raises(CheckpointError, match=message):
@@ -387,3 +388,15 @@ def test_a_batch_size_below_one_is_refused(tmp_path):
     work = plan_work(item_content_hashes(make_items(tmp_path / "img")), ["a"], "g1", 0)
     with pytest.raises(IcgRecError, match="batch_size must be >= 1, got 0"):
         run_refresh(work, ColourGenerator(), torch.zeros(1, 4), CoverCache(tmp_path / "c"), 0, progress=False)
+
+
+def test_a_manifest_whose_rows_changed_fails_its_checksum(tmp_path):
+    manifest, _ = refresh_covers(
+        make_items(tmp_path / "img"), make_cohorts(), ColourGenerator(), tmp_path / "out", progress=False
+    )
+    path = tmp_path / "out" / "manifest.parquet"
+    manifest.with_columns(seed=pl.col("seed") + 1).write_parquet(
+        path
+    )  # well-formed, but not what was written
+    with pytest.raises(CheckpointError, match="fails its checksum"):
+        read_manifest(path)

@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from icg_rec.cli import main
+from icg_rec.cohorts.refresh import write_manifest
 from icg_rec.errors import SchemaError
 from icg_rec.experiment.commands import arm_cover_manifests
 
@@ -54,7 +55,7 @@ def files(tmp_path):
         }
     ).write_parquet(tmp_path / "log.parquet")
     items_frame(400).write_parquet(tmp_path / "items.parquet")
-    fake_manifest(range(400)).write_parquet(tmp_path / "manifest.parquet")
+    write_manifest(fake_manifest(range(400)), tmp_path / "manifest.parquet")
     return tmp_path
 
 
@@ -97,7 +98,7 @@ def test_a_bad_config_is_one_line_and_exit_2(files, capsys, toml, message):
 
 
 def test_a_manifest_covering_8_of_400_items_is_refused_with_the_counts(files):
-    fake_manifest(range(8)).write_parquet(files / "manifest.parquet")
+    write_manifest(fake_manifest(range(8)), files / "manifest.parquet")
     with pytest.raises(
         SchemaError, match=r"the manifest covers 8 of 400 items in every cohort \[-1, 0, 1\]: 1176"
     ):
