@@ -4,9 +4,11 @@ A reader never sees a half-written file, and a folder written by `write_folder` 
 of sha256 per file that `verify_folder` checks before anything is built from it.
 """
 
+import glob
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -86,7 +88,8 @@ def write_folder(folder: str | Path, write: Callable[[Path], None]) -> dict[str,
     MANIFEST.json of sha256 per file is added, then the folder is renamed into place.
 
     An older folder of the same name is replaced only after the new one is complete; a failure in
-    `write` removes the temporary folder and leaves the older one as it was. Folders get mode 0o777 and
+    `write` removes the temporary folder and leaves the older one as it was, and a writer that was killed
+    leaves one that the next `write_folder` of the same name deletes (temporary names carry the pid). Folders get mode 0o777 and
     files 0o666 less the umask, as `mkdir` and `open` would make them, whatever the writers chose
     (safetensors writes 0o600).
 
@@ -99,7 +102,8 @@ def write_folder(folder: str | Path, write: Callable[[Path], None]) -> dict[str,
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.{secrets.token_hex(6)}.tmp"
+    _remove_abandoned(folder)
+    tmp = folder.parent / f".{folder.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
     tmp.mkdir(mode=0o777)  # the umask applies (mkdtemp would make it 0o700)
     try:
         write(tmp)
@@ -108,7 +112,9 @@ def write_folder(folder: str | Path, write: Callable[[Path], None]) -> dict[str,
         (tmp / MANIFEST).write_text(json.dumps({"files": hashes}, indent=2) + "\n")
         old = None
         if folder.exists():
-            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".old"))
+            old = Path(
+                tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.{os.getpid()}.", suffix=".old")
+            )
             os.replace(folder, old / folder.name)
         os.replace(tmp, folder)
     except BaseException:
@@ -117,6 +123,27 @@ def write_folder(folder: str | Path, write: Callable[[Path], None]) -> dict[str,
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return hashes
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """Deletes temporary siblings of `folder` left by writers that were killed (their process is gone);
+    if one died between moving the older folder aside and renaming the new one in, the older one returns."""
+    pattern = re.compile(rf"\.{re.escape(folder.name)}\.(\d+)\.([0-9a-f]{{12}}\.tmp|[a-z0-9_]{{8}}\.old)")
+    for path in folder.parent.glob(f".{glob.escape(folder.name)}.*"):
+        if (match := pattern.fullmatch(path.name)) and not _alive(int(match.group(1))):
+            if path.suffix == ".old" and not folder.exists() and (path / folder.name).is_dir():
+                os.replace(path / folder.name, folder)  # killed between its two renames: the old one returns
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _umask_modes(folder: Path) -> None:

@@ -1,6 +1,8 @@
 import json
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -165,3 +167,36 @@ def test_a_manifest_that_is_not_utf8_is_named(tmp_path):
     (tmp_path / "model" / MANIFEST).write_bytes(b'{"files": {"w\xe9": "00"}}')
     with pytest.raises(CheckpointError, match="MANIFEST.json is unreadable"):
         verify_folder(tmp_path / "model")
+
+
+def test_a_killed_writers_temporary_folder_is_removed_by_the_next_write(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    abandoned = tmp_path / f".model.{int(dead.stdout)}.abc123abc123.tmp"
+    abandoned.mkdir()
+    (abandoned / "half.bin").write_bytes(b"12")
+    running = tmp_path / f".model.{os.getpid()}.def456def456.tmp"  # a live writer's (this process)
+    running.mkdir()
+    other = tmp_path / f".model.v2.{int(dead.stdout)}.abc123abc123.tmp"  # another folder's ("model.v2")
+    other.mkdir()
+    write_folder(tmp_path / "model", _write_two)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running.name, other.name, "model"])
+
+
+def test_a_folder_moved_aside_by_a_killed_writer_is_put_back(tmp_path):
+    write_folder(tmp_path / "model", _write_two)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    aside = tmp_path / f".model.{int(dead.stdout)}.a1b2c3d4.old"
+    aside.mkdir()
+    os.replace(tmp_path / "model", aside / "model")  # the writer died right after this rename
+
+    def fail(folder):
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_folder(tmp_path / "model", fail)
+    verify_folder(tmp_path / "model", required=["weights.bin"])
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
