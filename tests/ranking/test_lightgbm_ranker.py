@@ -1,5 +1,8 @@
 """LightGBMRanker on a tiny synthetic frame: contract, determinism, bad inputs, unseen ids, save/load."""
 
+import subprocess
+import sys
+
 import numpy as np
 import polars as pl
 import pytest
@@ -131,3 +134,30 @@ def test_a_list_id_column_is_refused_with_the_way_out():
     frame = pl.DataFrame({"user_id": [1, 2], "history": [[1, 2], [3]], "label": [1.0, 0.0]})
     with pytest.raises(SchemaError, match="'history' holds a list of ids per row.*TorchRecRanker"):
         LightGBMRanker().fit(frame, FeatureSpec(sparse=["user_id", "history"]))
+
+
+def test_a_truncated_model_file_never_reaches_lightgbm(tmp_path):
+    """LightGBM aborts the interpreter on some truncated model files: each cut is refused before it parses."""
+    LightGBMRanker(CONFIG).fit(_frame(), SPEC).save(tmp_path / "m")
+    script = f"""
+import shutil
+from pathlib import Path
+from icg_rec.errors import CheckpointError
+from icg_rec.ranking.lightgbm_ranker import LightGBMRanker
+source = Path({str(tmp_path / "m")!r})
+text = (source / "model.txt").read_bytes()
+for cut in (0.05, 0.2, 0.4, 0.5, 0.6, 0.8, 0.95, 0.999):
+    folder = Path({str(tmp_path)!r}) / f"cut{{cut}}"
+    shutil.copytree(source, folder)
+    (folder / "model.txt").write_bytes(text[: int(len(text) * cut)])
+    try:
+        LightGBMRanker.load(folder)
+        print("loaded", cut, flush=True)
+    except CheckpointError as err:
+        print("refused", cut, "model.txt" in str(err), flush=True)
+"""
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, errors="replace", timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert [line.split()[0::2] for line in run.stdout.splitlines()] == [["refused", "True"]] * 8

@@ -5,6 +5,7 @@ file of one copied into the other is a "mixed versions" checkpoint. Each `load_<
 back the way a user would.
 """
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,41 @@ def load_ab_plan(folder: Path) -> tuple:
     from icg_rec.experiment.plan import read_plan
 
     return read_plan(folder)
+
+
+class ColourGenerator:
+    """Flat 8 x 8 covers from (item, user embedding); counts what it makes, `delay` seconds per batch."""
+
+    version = "g1"
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.made = 0
+        self.delay = delay
+
+    def generate(self, item_ids, user_embeddings, seeds):
+        time.sleep(self.delay)
+        self.made += len(seeds)
+        base = (item_ids[:, None].float() * 0.013 + user_embeddings[:, :3].float() * 0.1) % 1.0  # (B, 3)
+        return base[:, :, None, None].expand(-1, 3, 8, 8).clone()
+
+
+def refresh_inputs(folder: Path) -> tuple[pl.DataFrame, object]:
+    """Five items with reference images under `folder`, and two fitted cohorts (15 covers with generics)."""
+    from PIL import Image
+
+    from icg_rec.cohorts.clustering import CohortConfig, UserCohorts
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(5):
+        Image.new("RGB", (4, 4), (i * 40, 10, 10)).save(folder / f"{i}.png")
+        paths.append(str(folder / f"{i}.png"))
+    items = pl.DataFrame(
+        {"item_id": np.arange(5), "title": [f"t{i}" for i in range(5)], "text": "g", "image_path": paths}
+    )
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(k * 4, 0.2, size=(20, 4)) for k in range(2)]).astype(np.float32)
+    return items, UserCohorts(CohortConfig(n_cohorts=2)).fit(np.arange(40), x)
 
 
 def warmup_covers() -> torch.Tensor:

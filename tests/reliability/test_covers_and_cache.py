@@ -12,9 +12,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from faults import CORRUPTIONS, assert_clear_error  # noqa: E402
+from makers import ColourGenerator, refresh_inputs  # noqa: E402
 
 from icg_rec.cohorts.cache import CoverCache  # noqa: E402
-from icg_rec.cohorts.clustering import CohortConfig, UserCohorts  # noqa: E402
 from icg_rec.cohorts.refresh import read_manifest, refresh_covers  # noqa: E402
 from icg_rec.encoders import EmbeddingCache, ImageEncoder, TextEncoder, encode_cached  # noqa: E402
 from icg_rec.encoders.cache import image_key, text_key  # noqa: E402
@@ -22,34 +22,6 @@ from icg_rec.errors import IcgRecError  # noqa: E402
 from icg_rec.ranking.cover_arms import load_refreshed_covers  # noqa: E402
 
 KEEP = ["item_id", "cohort_id", "key", "item_hash", "cohort_version", "generator_version", "seed", "sha256"]
-
-
-class ColourGenerator:
-    """Flat covers from (item, user embedding); counts what it makes."""
-
-    version = "g1"
-
-    def __init__(self) -> None:
-        self.made = 0
-
-    def generate(self, item_ids, user_embeddings, seeds):
-        self.made += len(seeds)
-        base = (item_ids[:, None].float() * 0.013 + user_embeddings[:, :3].float() * 0.1) % 1.0  # (B, 3)
-        return base[:, :, None, None].expand(-1, 3, 8, 8).clone()
-
-
-def refresh_inputs(folder: Path) -> tuple[pl.DataFrame, UserCohorts]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(5):
-        Image.new("RGB", (4, 4), (i * 40, 10, 10)).save(folder / f"{i}.png")
-        paths.append(str(folder / f"{i}.png"))
-    items = pl.DataFrame(
-        {"item_id": np.arange(5), "title": [f"t{i}" for i in range(5)], "text": "g", "image_path": paths}
-    )
-    rng = np.random.default_rng(0)
-    x = np.concatenate([rng.normal(k * 4, 0.2, size=(20, 4)) for k in range(2)]).astype(np.float32)
-    return items, UserCohorts(CohortConfig(n_cohorts=2)).fit(np.arange(40), x)
 
 
 @pytest.fixture(scope="module")
