@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 from scipy import stats
 
 from icg_rec.cli import main
+from icg_rec.cohorts.refresh import write_manifest
 from icg_rec.errors import IcgRecError
 from icg_rec.experiment.plan import EXPLORE_ARM, ABPlanConfig, plan_ab, write_plan
 
@@ -75,17 +77,25 @@ def test_write_plan_needs_the_exploration_manifest(pre_period, tmp_path):
 def test_ab_plan_command_reserves_and_sizes_an_exploration_bucket(pre_period, tmp_path):
     items = pl.DataFrame({"item_id": np.arange(20), "image_path": [f"/covers/{i}.png" for i in range(20)]})
     rows = [(i, c) for i in range(20) for c in [-1, 0, 1]]
+    keys = [hashlib.sha256(f"{i}:{c}".encode()).hexdigest()[:24] for i, c in rows]
     manifest = pl.DataFrame(
         {
             "item_id": [r[0] for r in rows],
             "cohort_id": [r[1] for r in rows],
-            "key": [f"k{i}_{c}" for i, c in rows],
-            "path": [f"/refresh/k{i}_{c}.png" for i, c in rows],
-        }
-    )
+            "key": keys,
+            "path": [f"/refresh/covers/{k[:2]}/{k}.png" for k in keys],
+            "status": "generated",
+            "item_hash": "h",
+            "cohort_version": "v",
+            "generator_version": "g",
+            "seed": 0,
+            "sha256": [hashlib.sha256(k.encode()).hexdigest() for k in keys],
+        },
+        schema_overrides={"seed": pl.Int64},
+    )  # a well-formed refresh manifest (the plan reads no cover file)
     pre_period.write_parquet(tmp_path / "log.parquet")
     items.write_parquet(tmp_path / "items.parquet")
-    manifest.write_parquet(tmp_path / "manifest.parquet")
+    write_manifest(manifest, tmp_path / "manifest.parquet")
     (tmp_path / "ab.toml").write_text("[ab]\ntraffic_share = 0.5\n")
     argv = ["ab", "plan", "--interactions", str(tmp_path / "log.parquet"), "--items", str(tmp_path / "items.parquet"),
             "--manifest", str(tmp_path / "manifest.parquet"), "--config", str(tmp_path / "ab.toml"),
@@ -97,6 +107,8 @@ def test_ab_plan_command_reserves_and_sizes_an_exploration_bucket(pre_period, tm
     assert spec["exploration"]["policy"] == "uniform" and spec["exploration"]["target"] == "own_cohort"
     explore = pl.read_parquet(tmp_path / "ab" / f"covers_{EXPLORE_ARM}.parquet")
     assert explore.height == 80 and sorted(explore["cover_id"].unique().to_list()) == [0, 1, 2, 3]
-    assert explore.filter(pl.col("cover_id") == 3)["path"].to_list()[0] == "/refresh/k0_1.png"
+    assert (
+        explore.filter(pl.col("cover_id") == 3)["path"].to_list()[0] == manifest["path"][2]
+    )  # item 0, cohort 1
     assert json.loads((tmp_path / "ab" / "exploration_policy.json").read_text()) == {"policy": "uniform"}
     assert "Exploration bucket" in (tmp_path / "ab" / "spec.md").read_text()
