@@ -7,7 +7,14 @@ import polars as pl
 
 from icg_rec.cohorts.refresh import GENERIC_COHORT, read_manifest
 from icg_rec.errors import IcgRecError, SchemaError
-from icg_rec.experiment.plan import EXPLORE_ARM, ABPlanConfig, check_config, plan_ab, write_plan
+from icg_rec.experiment.plan import (
+    EXPLORE_ARM,
+    ABPlanConfig,
+    check_config,
+    plan_ab,
+    validate_pre_period,
+    write_plan,
+)
 from icg_rec.io import load_toml_config
 
 
@@ -115,7 +122,9 @@ def plan(args: argparse.Namespace) -> None:
         check_config(config)
     except IcgRecError as err:
         args.error(str(err))
-    pre_period = pl.read_parquet(args.interactions)
+    pre_period = validate_pre_period(
+        pl.read_parquet(args.interactions)
+    )  # before the exploration sizing reads it
     items, manifest = pl.read_parquet(args.items), read_manifest(args.manifest)
     arm_covers = {arm: arm_cover_manifests(items, manifest)[arm] for arm in config.arms}
     factor = None
