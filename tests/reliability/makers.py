@@ -125,6 +125,46 @@ def load_relevance(folder: Path) -> object:
     return RelevanceModel.load(folder)
 
 
+def save_personalized(folder: Path, version: int = 0) -> None:
+    """An embedding-tower reward model on a tiny log (vectors as cover features, no encoder)."""
+    from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig, PersonalizedRewardModel
+
+    rng = np.random.default_rng(40 + version)
+    n = 200
+    frame = pl.DataFrame(
+        {
+            "user_id": rng.integers(0, 10, n),
+            "item_id": rng.integers(0, 12, n),
+            "label": (rng.random(n) < 0.4).astype(np.float64),
+            "timestamp": 1_700_000_000 + np.arange(n),
+        }
+    )
+    covers = CoverFeatures(np.arange(12), rng.normal(size=(12, 5)).astype(np.float32))
+    config = PersonalizedConfig(dim=4 + version, hidden=8, epochs=1, batch_size=64)
+    PersonalizedRewardModel(config).fit(frame, covers, seed=version).save(folder)
+
+
+def load_personalized(folder: Path) -> object:
+    from icg_rec.rewards.personalized import PersonalizedRewardModel
+
+    return PersonalizedRewardModel.load(folder)
+
+
+def save_pipeline(folder: Path, version: int = 0) -> None:
+    pipe = tiny_pipeline()
+    if version:
+        with torch.no_grad():
+            for parameter in pipe.adapter.parameters():
+                parameter.add_(0.01 * version)
+    pipe.save_pretrained(folder)
+
+
+def load_pipeline(folder: Path) -> object:
+    from icg_rec.generation.pipeline import ICGPipeline
+
+    return ICGPipeline.from_pretrained(folder, TinyImageEncoder(), TinyTextEncoder())
+
+
 def save_cohorts(folder: Path, version: int = 0) -> None:
     from icg_rec.cohorts.clustering import CohortConfig, UserCohorts
 

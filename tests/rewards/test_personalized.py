@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from icg_rec.errors import CheckpointError, SchemaError, UnknownIdError
+from icg_rec.io import write_folder
 from icg_rec.metrics import auc
 from icg_rec.rewards.base import RewardInputs
 from icg_rec.rewards.personalized import (
@@ -129,10 +130,13 @@ def test_freeze_stops_gradients_into_the_model_but_not_into_the_pixels(cnn_model
     assert pixels.grad.abs().sum() > 0
 
 
-def test_load_names_a_missing_file(tmp_path):
-    (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "config.json").write_text("{}")
-    with pytest.raises(CheckpointError, match="weights.safetensors is missing"):
+def test_load_names_a_missing_file(emb_model, tmp_path):
+    emb_model.save(tmp_path / "m")
+    (tmp_path / "m" / "weights.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="'weights.safetensors' listed in MANIFEST.json is missing"):
+        PersonalizedRewardModel.load(tmp_path / "m")
+    (tmp_path / "m" / "MANIFEST.json").unlink()  # a folder saved by hand or by an older icg_rec
+    with pytest.raises(CheckpointError, match="has no MANIFEST.json"):
         PersonalizedRewardModel.load(tmp_path / "m")
 
 
@@ -253,7 +257,13 @@ def test_checkpoints_without_colour_bins_load_as_before(taste_log, tmp_path):
     old.fit(frame, feats, seed=0).save(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "config.json").read_text())
     del meta["config"]["colour_bins"]
-    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    weights = (tmp_path / "m" / "weights.safetensors").read_bytes()
+
+    def older(folder):  # the same checkpoint as an icg_rec before colour_bins would have written it
+        (folder / "config.json").write_text(json.dumps(meta))
+        (folder / "weights.safetensors").write_bytes(weights)
+
+    write_folder(tmp_path / "m", older)
     loaded = PersonalizedRewardModel.load(tmp_path / "m")
     assert loaded.config.colour_bins == 0
     np.testing.assert_array_equal(loaded.predict(frame, feats), old.predict(frame, feats))

@@ -34,8 +34,9 @@ def test_save_load_round_trip(pairs, tmp_path):
     (tmp_path / "rel" / "config.json").write_text("{")
     with pytest.raises(CheckpointError, match="config.json"):
         RelevanceModel.load(tmp_path / "rel")
+    model.save(tmp_path / "rel")
     (tmp_path / "rel" / "weights.safetensors").unlink()
-    with pytest.raises(CheckpointError, match="weights.safetensors is missing"):
+    with pytest.raises(CheckpointError, match="'weights.safetensors' listed in MANIFEST.json is missing"):
         RelevanceModel.load(tmp_path / "rel")
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from icg_rec.device import DeviceError, resolve_device
 from icg_rec.errors import CheckpointError, SchemaError, UnknownIdError
-from icg_rec.io import load_weights, read_json, save_weights, write_json
+from icg_rec.io import load_weights, read_json, save_weights, verify_folder, write_folder, write_json
 from icg_rec.rewards.base import GENERIC_USER, RewardInputs
 from icg_rec.rewards.personalized.config import TOWERS, CoverFeatures, PersonalizedConfig
 from icg_rec.rewards.personalized.net import PersonalizedNet
@@ -231,9 +231,13 @@ class PersonalizedRewardModel:
 
     # ------------------------------------------------------------------ save / load
     def save(self, folder: str | Path) -> Path:
-        """Writes config.json and weights.safetensors into `folder`."""
+        """Writes config.json and weights.safetensors into `folder`, as a set (`write_folder`)."""
         self._check_fitted()
         folder = Path(folder)
+        write_folder(folder, self._write)
+        return folder
+
+    def _write(self, folder: Path) -> None:
         meta = {
             "config": asdict(self.config),
             "platt": list(self.platt_),
@@ -246,7 +250,6 @@ class PersonalizedRewardModel:
         tensors["item_ids"] = torch.as_tensor(self.item_ids_)
         save_weights(folder / "weights.safetensors", tensors)
         write_json(folder / "config.json", meta)
-        return folder
 
     @classmethod
     def load(
@@ -255,13 +258,12 @@ class PersonalizedRewardModel:
         """Loads a model written by `save` onto `device`; the image encoder must carry the name it was fitted with.
 
         Raises:
-            CheckpointError: a file is missing or does not match the config, before anything is built.
+            CheckpointError: a file is missing, changed since it was saved (MANIFEST.json) or does not match
+                the config, before anything is built.
         """
         folder = Path(folder)
         target = resolve_device(device)
-        for name in ("config.json", "weights.safetensors"):
-            if not (folder / name).is_file():
-                raise CheckpointError(f"{folder} is not a personalized reward model: {name} is missing")
+        verify_folder(folder, required=["config.json", "weights.safetensors"])
         meta = read_json(folder / "config.json")
         if isinstance(meta.get("config"), dict):  # written before colour_bins existed: no colour statistics
             meta["config"].setdefault("colour_bins", 0)
