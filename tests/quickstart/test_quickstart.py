@@ -110,7 +110,9 @@ def test_ab_plan_command_refuses_a_file_that_is_no_manifest(tiny_run, tmp_path):
     out, _ = tiny_run
     bogus, log = tmp_path / "bogus.parquet", tmp_path / "log.parquet"
     pl.DataFrame({"item_id": [1]}).write_parquet(bogus)
-    pl.DataFrame({"user_id": [0, 1, 2], "label": [1.0, 0.0, 0.0], "timestamp": [0, 10, 20]}).write_parquet(log)
+    pl.DataFrame({"user_id": [0, 1, 2], "label": [1.0, 0.0, 0.0], "timestamp": [0, 10, 20]}).write_parquet(
+        log
+    )
     with pytest.raises(ValueError, match=r"refresh manifest .*bogus.parquet has missing or mistyped column"):
         main(["ab", "plan", "--interactions", str(log), "--items", str(bogus), "--manifest", str(bogus),
               "--out", str(tmp_path / "ab")])  # fmt: skip
