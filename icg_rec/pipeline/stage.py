@@ -178,7 +178,9 @@ def run_stage(
             "digest": hashlib.sha256(_canonical(outputs).encode()).hexdigest(),
         },
     )
-    (folder / STARTED_FILE).unlink()
+    # A body that saves its artifact into the stage folder itself through write_folder (cohorts, the A/B
+    # plan) replaces the folder, this marker included.
+    (folder / STARTED_FILE).unlink(missing_ok=True)
     return StageResult(result, status, seconds)
 
 

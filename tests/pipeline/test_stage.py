@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from icg_rec.errors import CheckpointError
+from icg_rec.io import write_folder
 from icg_rec.pipeline.stage import (
     RAN,
     RESUMED,
@@ -165,3 +166,18 @@ def test_the_config_hash_follows_the_fields():
     assert config_hash(Config(1)) == config_hash(Config(1)) != config_hash(Config(2))
     with pytest.raises(TypeError, match="must be a dataclass instance, got dict"):
         config_hash({"value": 1})
+
+
+def test_a_body_that_saves_its_folder_as_a_set_is_recorded(tmp_path):
+    """Cohorts and the A/B plan save into the stage folder itself through write_folder, which replaces it."""
+
+    def body(config: Config, upstream, folder: Path) -> Numbers:
+        write_folder(folder, lambda tmp: (tmp / "number.json").write_text(json.dumps(config.value)))
+        return Numbers(folder)
+
+    result = run_stage("a", body, Config(7), {"up": External("v1")}, tmp_path / "a", Numbers)
+    assert result.status == RAN and result.output.number() == 7
+    assert not (tmp_path / "a" / STARTED_FILE).exists()
+    assert (
+        run_stage("a", body, Config(7), {"up": External("v1")}, tmp_path / "a", Numbers).status == UP_TO_DATE
+    )
