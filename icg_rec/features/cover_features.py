@@ -496,22 +496,27 @@ def reward_tables(
 
 
 def read_refresh_vectors(folder: str | Path, image_encoder: nn.Module) -> tuple[pl.DataFrame, torch.Tensor]:
-    """Keys (item_id, cohort_id) and image-encoder vectors (n, dim) of every cover in a refresh folder."""
+    """Keys (item_id, cohort_id) and image-encoder vectors (n, dim) of every cover in a refresh folder.
+
+    The manifest is read with `read_manifest` and every cover checked against its sha256 (CheckpointError
+    naming the cover otherwise).
+    """
+    from icg_rec.cohorts.refresh import read_manifest
+
     folder = Path(folder)
     path = folder / "manifest.parquet"
     if not path.is_file():
         raise CheckpointError(
             f"{folder} holds no manifest.parquet: expected the output folder of a cover refresh"
         )
-    manifest = pl.read_parquet(path)
-    if missing := {"item_id", "cohort_id", "key"} - set(manifest.columns):
-        raise SchemaError(f"{path} is missing column(s) {sorted(missing)}; expected item_id, cohort_id, key")
+    manifest = read_manifest(path)  # checksum, key form, hashes: refused if damaged
     cache = CoverCache(folder / "covers")
     parts = []
     with torch.no_grad():
         for start in range(0, manifest.height, _ENCODE_BATCH):
-            keys = manifest["key"][start : start + _ENCODE_BATCH]
-            parts.append(image_encoder(torch.stack([cache.get(k) for k in keys])).float())  # (b, dim)
+            rows = manifest.slice(start, _ENCODE_BATCH).select("key", "sha256").iter_rows()
+            covers = torch.stack([cache.get(key, sha256) for key, sha256 in rows])  # (b, 3, H, W), verified
+            parts.append(image_encoder(covers).float())  # (b, dim)
     return manifest.select("item_id", "cohort_id"), torch.cat(parts)
 
 

@@ -12,7 +12,7 @@ import polars as pl
 import torch
 
 from icg_rec.cohorts.cache import CoverCache
-from icg_rec.cohorts.refresh import GENERIC_COHORT
+from icg_rec.cohorts.refresh import GENERIC_COHORT, read_manifest
 from icg_rec.errors import SchemaError, UnknownIdError
 from icg_rec.ope.policies import FIRST_COHORT_COVER_ID, GENERIC_COVER_ID, CoverCandidates
 
@@ -76,12 +76,13 @@ def candidates_from_refresh(
         raise SchemaError(
             f"{folder} holds no manifest.parquet: expected the output folder of a cover refresh"
         )
-    manifest = pl.read_parquet(path)
-    if "key" not in manifest.columns:
-        raise SchemaError(f"{path} has no key column: expected a refresh manifest (item_id, cohort_id, key)")
+    manifest = read_manifest(path)  # checksum, columns, key form: refused if damaged
     table = candidates_table(item_ids, manifest)
     cache = CoverCache(folder / "covers")
-    generated = torch.stack([cache.get(key) for key in manifest["key"]])  # (n_generated, 3, H, W)
+    rows = manifest.select("key", "sha256").iter_rows()
+    generated = torch.stack(
+        [cache.get(key, sha256) for key, sha256 in rows]
+    )  # (n_generated, 3, H, W), verified
     if generated.shape[1:] != original_images.shape[1:]:
         raise SchemaError(
             f"refreshed covers are {tuple(generated.shape[1:])}, the originals {tuple(original_images.shape[1:])}"

@@ -34,7 +34,9 @@ class Refreshed(StageOutput):
 
     def manifest(self) -> pl.DataFrame:
         """One row per (item, cohort): item_id, cohort_id (-1 = generic), key, path, status, ..."""
-        return pl.read_parquet(self.path("manifest.parquet"))
+        from icg_rec.cohorts.refresh import read_manifest
+
+        return read_manifest(self.path("manifest.parquet"))
 
     def covers(self, generic: bool = False):
         """The refreshed covers as CohortCovers (sorted by item, cohort), every file checked.

@@ -13,6 +13,7 @@ import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from icg_rec.cohorts.cache import CoverCache
+from icg_rec.cohorts.refresh import build_manifest, plan_work, write_manifest
 from icg_rec.errors import CheckpointError, SchemaError, UnknownIdError
 from icg_rec.features.cover_features import (
     CoverFeatures,
@@ -208,18 +209,21 @@ def test_reward_score_equals_the_reward_models_prediction():
 def test_from_refresh_embeds_every_cover_of_the_manifest(tmp_path):
     cache = CoverCache(tmp_path / "covers")
     images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    for key, image in zip(["aa1", "bb2", "cc3"], images, strict=True):
+    work = plan_work(
+        pl.DataFrame({"item_id": [1, 2], "item_hash": ["h1", "h2"]}), ["v0"], "g", seed=0
+    ).filter(
+        pl.col("item_id").is_in([1]) | (pl.col("cohort_id") == DEFAULT_COHORT)
+    )  # (1, -1), (1, 0), (2, -1)
+    for key, image in zip(work["key"], images, strict=True):
         cache.put(key, image)
-    pl.DataFrame(
-        {"item_id": [1, 1, 2], "cohort_id": [DEFAULT_COHORT, 0, DEFAULT_COHORT], "key": ["aa1", "bb2", "cc3"]}
-    ).write_parquet(tmp_path / "manifest.parquet")
+    write_manifest(build_manifest(work, cache, run_started=0.0), tmp_path / "manifest.parquet")
 
     def encoder(pixels):
         return pixels.mean(dim=(2, 3))  # (B, 3)
 
     covers = CoverFeatures.from_refresh(tmp_path, encoder)
     out = covers(kjt({"item_id": [1, 1, 2], "cohort_id": [DEFAULT_COHORT, 0, 0]}))
-    expected = torch.stack([cache.get(k) for k in ["aa1", "bb2", "cc3"]]).mean(dim=(2, 3))
+    expected = torch.stack([cache.get(k) for k in work["key"]]).mean(dim=(2, 3))
     torch.testing.assert_close(out.values(), expected)
     with pytest.raises(CheckpointError, match="no manifest.parquet"):
         CoverFeatures.from_refresh(tmp_path / "covers", encoder)
