@@ -39,7 +39,9 @@ def covers(argv: list[str]) -> int:
     from icg_rec.pipeline.lift import lift as lift_stage
 
     args.out.mkdir(parents=True, exist_ok=True)
-    upstream = [finished(name, args.covers) for name in ("prepare", "encode", "rewards", "cohorts", "refresh")]
+    upstream = [
+        finished(name, args.covers) for name in ("prepare", "encode", "rewards", "cohorts", "refresh")
+    ]
     lift_stage(config, *upstream, args.out)
     summary = read_json(args.out / "lift.json")  # OUT is no stage folder: no stage.json to verify against
     for name, t in summary["lift"].items():
