@@ -1,6 +1,7 @@
 """The oracle click model: p(click | user, cover pixels, item), pure torch and differentiable in the pixels."""
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,9 @@ def visual_attributes(images: torch.Tensor) -> torch.Tensor:
     return torch.cat([hue_hist, scalars], dim=1)  # (B, A)
 
 
+visual_attributes.names = ATTRIBUTE_NAMES  # type: ignore[attr-defined]
+
+
 def _centre_window(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
     ys = (torch.arange(height, dtype=like.dtype, device=like.device) + 0.5) / height * 2.0 - 1.0
     xs = (torch.arange(width, dtype=like.dtype, device=like.device) + 0.5) / width * 2.0 - 1.0
@@ -70,11 +74,12 @@ def _centre_window(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
 class OracleClickModel(nn.Module):
     """Ground-truth click model of a SimWorld.
 
-    logit = user_bias[u] + taste_scale * <user_taste[u], clip(standardized visual_attributes(image))>
+    logit = user_bias[u] + taste_scale * <user_taste[u], clip(standardized attributes(image))>
             + (item_quality[i] + user_genre_affinity[u, item_genre[i]]  if item ids are given)
-    p = sigmoid(logit). Attributes are standardized with the mean/std over the world's reference covers
-    and soft-clipped to +-attribute_clip (tanh), so no cover can push the visual term without bound.
-    Covers larger than `image_size` are area-downsampled to it before they are read.
+    p = sigmoid(logit). `attributes` is the world's taste family (`icg_rec.data.sim.tastes`; by default
+    the colour statistics `visual_attributes`). Attributes are standardized with the mean/std over the
+    world's reference covers and soft-clipped to +-attribute_clip (tanh), so no cover can push the visual
+    term without bound. Covers larger than `image_size` are area-downsampled to it before they are read.
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class OracleClickModel(nn.Module):
         taste_scale: float,
         attribute_clip: float,
         image_size: int,
+        attributes: Callable[[torch.Tensor], torch.Tensor] = visual_attributes,
     ) -> None:
         """Holds the world's ground truth as buffers (so `.to(device)` moves it).
 
@@ -105,8 +111,15 @@ class OracleClickModel(nn.Module):
             taste_scale: weight of the visual-taste term.
             attribute_clip: soft clip of the standardized attributes.
             image_size: cover side S the attributes are read at.
+            attributes: pixels (B, 3, S, S) -> raw attributes (B, A), differentiable; an nn.Module one
+                becomes a submodule (its buffers move with `.to(device)`).
         """
         super().__init__()
+        if user_taste.shape[1] != attribute_mean.shape[0]:
+            raise SchemaError(
+                f"user_taste has {user_taste.shape[1]} attributes but attribute_mean has {attribute_mean.shape[0]}"
+            )
+        self.attributes = attributes
         self.register_buffer("user_taste", user_taste.float())
         self.register_buffer("user_bias", user_bias.float())
         self.register_buffer("user_genre_affinity", user_genre_affinity.float())
@@ -128,8 +141,8 @@ class OracleClickModel(nn.Module):
         return self.item_quality.shape[0]
 
     def visual_attributes(self, images: torch.Tensor) -> torch.Tensor:
-        """Raw attributes (B, A) of covers, after checking and resizing them; see `visual_attributes`."""
-        return visual_attributes(self._prepare(images))
+        """Raw attributes (B, A) of covers, after checking and resizing them (the world's taste family)."""
+        return self.attributes(self._prepare(images))
 
     def standardized_attributes(self, images: torch.Tensor) -> torch.Tensor:
         """Attributes (B, A) standardized over the reference covers and soft-clipped to +-attribute_clip."""
@@ -150,7 +163,7 @@ class OracleClickModel(nn.Module):
             raise SchemaError(
                 f"images must be (B, 3, H, W) with B = {users.shape[0]} user ids, got {images.shape[0]} images"
             )
-        return self.logits_from_attributes(users, self.standardize(visual_attributes(images)), item_ids)
+        return self.logits_from_attributes(users, self.standardize(self.attributes(images)), item_ids)
 
     def click_prob(
         self, user_ids: torch.Tensor, images: torch.Tensor, item_ids: torch.Tensor | None = None

@@ -23,6 +23,8 @@ class CoverStyle:
     subject_size: torch.Tensor  # subject radius, 0 = small (0.15 of the half-width), 1 = large (0.8)
     shape: torch.Tensor  # int64 index into SHAPES
     stripes: torch.Tensor  # amplitude of a diagonal stripe texture on the background (edges)
+    subject_x: torch.Tensor | None = None  # subject centre right of the middle, in half-widths (None = 0)
+    subject_y: torch.Tensor | None = None  # subject centre below the middle, in half-heights (None = 0)
 
     @classmethod
     def build(cls, **values: float | Sequence[float] | torch.Tensor) -> "CoverStyle":
@@ -43,6 +45,8 @@ class CoverStyle:
             "subject_size": 0.5,
             "shape": 0,
             "stripes": 0.0,
+            "subject_x": 0.0,
+            "subject_y": 0.0,
         }
         if unknown := sorted(set(values) - set(defaults)):
             raise SchemaError(f"unknown CoverStyle field(s) {unknown}; known: {list(defaults)}")
@@ -62,7 +66,8 @@ class CoverStyle:
 
     def take(self, index: torch.Tensor) -> "CoverStyle":
         """The styles at `index` (int64 (k,))."""
-        return CoverStyle(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return CoverStyle(**{k: None if v is None else v[index] for k, v in values.items()})
 
 
 def hsv_to_rgb(hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -98,10 +103,13 @@ def render_covers(style: CoverStyle, size: int = 64) -> torch.Tensor:
     bg_value = col(style.brightness) * shading * (1.0 - 0.6 * col(style.stripes) * waves)  # (n, S, S)
     background = hsv_to_rgb(col(style.hue), col(style.saturation), bg_value)  # (3, n, S, S)
 
+    zero = torch.zeros(len(style))
+    sx = x - col(zero if style.subject_x is None else style.subject_x)  # (n, S, S) from the subject centre
+    sy = y - col(zero if style.subject_y is None else style.subject_y)  # (n, S, S)
     distances = torch.stack(
-        [torch.sqrt(x**2 + y**2), torch.maximum(x.abs(), y.abs()), (x.abs() + y.abs()) * 0.75]
-    )
-    distance = distances[style.shape]  # (n, S, S) per-style shape metric
+        [torch.sqrt(sx**2 + sy**2), torch.maximum(sx.abs(), sy.abs()), (sx.abs() + sy.abs()) * 0.75]
+    )  # (3, n, S, S)
+    distance = distances[style.shape, torch.arange(len(style))]  # (n, S, S) per-style shape metric
     radius = 0.15 + 0.65 * col(style.subject_size)  # (n, 1, 1)
     mask = torch.sigmoid((radius - distance) * size / 2.0)  # (n, S, S) soft-edged subject
     subject = hsv_to_rgb(

@@ -1,6 +1,6 @@
 """SimWorld: items with rendered covers, users with cohort tastes, and a click log drawn from the oracle."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 
 from icg_rec.data.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, USERS_SCHEMA, Dataset
-from icg_rec.data.sim.oracle import OracleClickModel, visual_attributes
+from icg_rec.data.sim.oracle import OracleClickModel
 from icg_rec.data.sim.render import SHAPES, CoverStyle, render_covers
+from icg_rec.data.sim.tastes import TASTES, Attributes, attribute_names, taste_attributes
 from icg_rec.io import atomic_write
 
 
@@ -32,6 +33,8 @@ class SimConfig:
     popularity_alpha: float = 0.8  # Zipf exponent of item exposure (0 = uniform)
     start_time: int = 1_600_000_000  # unix seconds of the log's start
     days: int = 90  # impressions are spread uniformly over this many days
+    taste: str = "colour"  # what users' visual taste reads (icg_rec.data.sim.tastes.TASTES, or "custom")
+    subject_offset: float = 0.0  # subjects up to this far off-centre, in half-widths (> 0 for composition)
 
 
 # genre: (name, typical background hue, typical brightness, title words)
@@ -72,27 +75,39 @@ class SimWorld:
     item_style: CoverStyle  # the style each reference cover was rendered from
     item_genre: torch.Tensor  # (n_items,) int64 index into GENRES
     item_quality: torch.Tensor  # (n_items,) logit offset per item
-    user_taste: torch.Tensor  # (n_users, A) visual taste per user (A = len(ATTRIBUTE_NAMES))
+    user_taste: torch.Tensor  # (n_users, A) visual taste per user (A = the taste family's attributes)
     user_cohort: torch.Tensor  # (n_users,) int64 cohort of each user
     oracle: OracleClickModel  # ground-truth click model; reads pixels
     impression_prob: torch.Tensor  # (n_interactions,) oracle p of each logged row, in row order
 
     @classmethod
-    def generate(cls, config: SimConfig) -> "SimWorld":
-        """Draws a whole world from `config.seed`; same config, same tensors and frames.
+    def generate(cls, config: SimConfig, attributes: Attributes | None = None) -> "SimWorld":
+        """Draws a whole world from `config.seed`; same config (and attributes), same tensors and frames.
 
         Args:
-            config: sizes, scales and seed.
+            config: sizes, scales, taste family and seed.
+            attributes: the taste's attribute function (pixels (B, 3, S, S) -> (B, A), differentiable) when
+                `config.taste` is "custom"; None for a built-in family.
 
         Returns:
             The world.
         """
         _check_config(config)
+        if (attributes is None) != (config.taste != "custom"):
+            raise ValueError(
+                f"SimConfig.taste is {config.taste!r}: pass attributes= exactly when taste is 'custom' "
+                f"(built in: {TASTES})"
+            )
+        read = attributes if attributes is not None else taste_attributes(config.taste, config.seed)
         gen = torch.Generator().manual_seed(config.seed)
         genre, secondary, style = _draw_items(config.n_items, gen)
+        if config.subject_offset > 0:  # its own stream: the rest of the world does not change with it
+            style = _offset_subjects(style, config.subject_offset, config.seed)
         covers = render_covers(style, config.image_size)  # (n_items, 3, S, S)
-        attributes = visual_attributes(covers)  # (n_items, A)
-        n_attr = attributes.shape[1]
+        with torch.no_grad():
+            values = read(covers)  # (n_items, A)
+        _check_attributes(values, covers, read)
+        n_attr = values.shape[1]
 
         centroids = torch.randn(config.n_cohorts, n_attr, generator=gen)
         centroids = centroids / centroids.norm(dim=1, keepdim=True)  # (C, A) unit-norm cohort tastes
@@ -114,15 +129,16 @@ class SimWorld:
             cohort_taste=centroids,
             item_quality=quality,
             item_genre=genre,
-            attribute_mean=attributes.mean(dim=0),
-            attribute_std=attributes.std(dim=0),
+            attribute_mean=values.mean(dim=0),
+            attribute_std=values.std(dim=0),
             taste_scale=config.taste_scale,
             attribute_clip=config.attribute_clip,
             image_size=config.image_size,
+            attributes=read,
         )
         users, items, timestamps = _draw_impressions(config, gen)  # each (n_users * k,)
         with torch.no_grad():
-            z = oracle.standardize(attributes)  # (n_items, A)
+            z = oracle.standardize(values)  # (n_items, A)
             prob = torch.sigmoid(oracle.logits_from_attributes(users, z[items], items))  # (N,)
         label = (torch.rand(prob.shape, generator=gen) < prob).double()  # (N,)
 
@@ -196,6 +212,8 @@ class SimWorld:
         """
         gen = torch.Generator().manual_seed(seed)
         candidates = _uniform_styles(n_candidates, gen)
+        if self.config.subject_offset > 0:
+            candidates = _offset_subjects(candidates, self.config.subject_offset, seed)
         covers = render_covers(candidates, self.config.image_size)  # (n_candidates, 3, S, S)
         with torch.no_grad():
             best = self.oracle.cohort_taste_logit(covers).argmax(dim=0)  # (C,)
@@ -213,6 +231,42 @@ def _check_config(config: SimConfig) -> None:
         )
     if config.image_size < 8:
         raise ValueError(f"SimConfig.image_size must be >= 8, got {config.image_size}")
+    if config.taste not in (*TASTES, "custom"):
+        raise ValueError(f"SimConfig.taste must be one of {(*TASTES, 'custom')}, got {config.taste!r}")
+    if not 0.0 <= config.subject_offset <= 0.8:
+        raise ValueError(
+            f"SimConfig.subject_offset must be in [0, 0.8] half-widths, got {config.subject_offset}"
+        )
+    if config.taste == "composition" and config.subject_offset == 0:
+        raise ValueError(
+            "SimConfig.taste 'composition' reads where the subject is: give SimConfig.subject_offset > 0 "
+            "(e.g. 0.35), else every reference subject is centred and position cannot be standardized"
+        )
+
+
+def _check_attributes(values: torch.Tensor, covers: torch.Tensor, read: Attributes) -> None:
+    """The taste's attributes of the reference covers must be finite (n, A) with spread to standardize."""
+    if values.ndim != 2 or values.shape[0] != covers.shape[0]:
+        raise ValueError(
+            f"the taste's attribute function must return (n_covers, A) = ({covers.shape[0]}, A), "
+            f"got shape {tuple(values.shape)}"
+        )
+    if not torch.isfinite(values).all():
+        raise ValueError("the taste's attribute function returned non-finite values on the reference covers")
+    names = attribute_names(read, values.shape[1])
+    if flat := [names[k] for k in torch.nonzero(values.std(dim=0) < 1e-6)[:, 0].tolist()]:
+        raise ValueError(
+            f"taste attribute(s) {flat} do not vary over the reference covers (std < 1e-6): they cannot be "
+            "standardized; drop them or give the covers that variation (e.g. SimConfig.subject_offset)"
+        )
+
+
+def _offset_subjects(style: CoverStyle, offset: float, seed: int) -> CoverStyle:
+    """The styles with subject centres drawn uniformly in [-offset, offset]^2, from a stream of `seed`."""
+    gen = torch.Generator().manual_seed(seed + 1_000_003)
+    xy = (torch.rand(2, len(style), generator=gen) * 2.0 - 1.0) * offset  # (2, n)
+    values = {f.name: getattr(style, f.name) for f in fields(style)}
+    return CoverStyle(**(values | {"subject_x": xy[0], "subject_y": xy[1]}))
 
 
 def _uniform_styles(n: int, gen: torch.Generator) -> CoverStyle:
