@@ -66,10 +66,10 @@ class AlignerBase:
 
     # ------------------------------------------------------------------ setup
     def _setup(
-        self, items: ItemSet, audience: Audience, lora_rank: int, gradient_checkpointing: bool
+        self, items: ItemSet, audience: Audience, lora_rank: int, gradient_checkpointing: bool, seed: int
     ) -> None:
-        """Moves the pipeline to the device, freezes the backbone, snapshots the anchor, adds LoRA,
-        prepares the items once."""
+        """Moves the pipeline to the device, freezes the backbone, snapshots the anchor, adds LoRA
+        (initialized from `seed`), prepares the items once."""
         pipe = self.pipeline
         self.device_ = resolve_device(self.device)
         self.dtype_ = resolve_dtype(self.dtype, self.device_, training=True)
@@ -87,7 +87,9 @@ class AlignerBase:
         self.anchor_adapter_ = copy.deepcopy(pipe.adapter).requires_grad_(False).eval()
         if lora_rank > 0 and not getattr(pipe.unet, "peft_config", None):
             lora = LoraConfig(r=lora_rank, lora_alpha=lora_rank, target_modules=LORA_TARGETS)
-            pipe.unet.add_adapter(lora)  # LoRA B starts at zero: the UNet is unchanged until it trains
+            with torch.random.fork_rng(devices=[]):  # LoRA A's init draws from the global stream: own it
+                torch.manual_seed(seed)
+                pipe.unet.add_adapter(lora)  # LoRA B starts at zero: the UNet is unchanged until it trains
         if gradient_checkpointing:
             pipe.unet.enable_gradient_checkpointing()
         for module in (pipe.prompter, pipe.unet, pipe.adapter, pipe.refiner):
@@ -108,9 +110,9 @@ class AlignerBase:
 
         Returns:
             (output folder or None, before covers or None, trainable parameters, optimizer, generator,
-            checkpoint folder or None).
+            checkpoint folder or None, what `_load_checkpoint` returned (Nones without a resume)).
         """
-        self._setup(items, audience, config.lora_rank, config.gradient_checkpointing)
+        self._setup(items, audience, config.lora_rank, config.gradient_checkpointing, config.seed)
         output = None if output_dir is None else Path(output_dir)
         before = None
         if output is not None:
@@ -123,9 +125,10 @@ class AlignerBase:
         self.history_: list[dict[str, float]] = []
         self.step_ = 0
         checkpoint = None if output is None else output / CHECKPOINT_DIR
+        resumed = {"extra": None, "extra_weights": None}
         if resume and checkpoint is not None and checkpoint.is_dir():
-            self._load_checkpoint(checkpoint, optimizer, gen)
-        return output, before, params, optimizer, gen, checkpoint
+            resumed = self._load_checkpoint(checkpoint, optimizer, gen)
+        return output, before, params, optimizer, gen, checkpoint, resumed
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         """Adapter, refiner and LoRA parameters (the only ones the optimizer sees)."""
@@ -156,7 +159,10 @@ class AlignerBase:
         )
 
     def _users(self, user_index: torch.Tensor) -> torch.Tensor:
-        return self.audience_.vectors[user_index].to(self.pipeline.device)  # (B, user_dim)
+        return self._vectors(self.audience_.vectors[user_index])  # (B, user_dim)
+
+    def _vectors(self, vectors: torch.Tensor) -> torch.Tensor:
+        return vectors.to(self.pipeline.device)  # (B, user_dim)
 
     def _anchor_tokens(self, batch: dict[str, torch.Tensor], users: torch.Tensor | None) -> torch.Tensor:
         """Conditioning tokens (B, K, D) of the warm-up adapter and refiner (no gradient); None = generic user.
@@ -211,43 +217,66 @@ class AlignerBase:
         contact_sheet(output_dir / "contact_sheet.png", [before, after])
 
     # ------------------------------------------------------------------ checkpoints
-    def _save_checkpoint(
-        self, folder: Path, optimizer: torch.optim.Optimizer, gen: torch.Generator, config: dict
-    ) -> None:
-        """Writes weights, optimizer, random state and step as one set (`write_folder`): a kill mid-save
-        leaves the previous checkpoint whole."""
-        write_folder(folder, lambda tmp: self._write_checkpoint(tmp, optimizer, gen, config))
-
-    def _write_checkpoint(
-        self, folder: Path, optimizer: torch.optim.Optimizer, gen: torch.Generator, config: dict
-    ) -> None:
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """Copies of what alignment changes: adapter, refiner and LoRA tensors, by prefixed name."""
         pipe = self.pipeline
         tensors = {f"adapter.{k}": v for k, v in pipe.adapter.state_dict().items()}
         tensors.update({f"refiner.{k}": v for k, v in pipe.refiner.state_dict().items()})
         tensors.update({f"unet.{k}": v for k, v in pipe.unet.state_dict().items() if "lora_" in k})
-        save_weights(folder / "weights.safetensors", tensors)
-        atomic_write(folder / "optimizer.pt", lambda tmp: torch.save(optimizer.state_dict(), tmp))
-        save_weights(folder / "rng.safetensors", {"generator": gen.get_state()})
-        norms = {k: [n.mean, n.var, n.count] for k, n in self.reward.norms.items()}
-        state = {"step": self.step_, "history": self.history_, "reward_norms": norms, "config": config}
-        write_json(folder / "state.json", state)
+        return {k: v.detach().clone() for k, v in tensors.items()}
 
-    def _load_checkpoint(self, folder: Path, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> None:
-        verify_folder(folder, required=CHECKPOINT_FILES)
+    def load_trained_state(self, tensors: dict[str, torch.Tensor], source: str) -> None:
+        """Puts `trained_state` tensors back into the pipeline, refusing a LoRA layout that differs."""
         pipe = self.pipeline
-        state = read_json(folder / "state.json")
-        tensors = load_weights(folder / "weights.safetensors")
         lora = {k[len("unet.") :]: v for k, v in tensors.items() if k.startswith("unet.")}
         own = {k for k in pipe.unet.state_dict() if "lora_" in k}
         if set(lora) != own:
             raise CheckpointError(
-                f"checkpoint {folder} holds {len(lora)} LoRA tensors but this UNet has {len(own)}; "
+                f"{source} holds {len(lora)} LoRA tensors but this UNet has {len(own)}; "
                 "resume with the same lora_rank"
             )
         for name, module in (("adapter", pipe.adapter), ("refiner", pipe.refiner)):
-            load_state_into(module, prefixed(tensors, name), f"checkpoint {folder} ({name})")
+            load_state_into(module, prefixed(tensors, name), f"{source} ({name})")
         if lora:
             pipe.unet.load_state_dict(lora, strict=False)
+
+    def _save_checkpoint(
+        self,
+        folder: Path,
+        optimizer: torch.optim.Optimizer,
+        gen: torch.Generator,
+        config: dict,
+        extra: dict | None = None,
+        extra_weights: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        """Writes weights, optimizer, random state and step (+ a subclass's `extra` JSON and weights) as
+        one set (`write_folder`): a kill mid-save leaves the previous checkpoint whole."""
+        write_folder(folder, lambda tmp: self._write_checkpoint(tmp, optimizer, gen, config, extra, extra_weights))
+
+    def _write_checkpoint(
+        self,
+        folder: Path,
+        optimizer: torch.optim.Optimizer,
+        gen: torch.Generator,
+        config: dict,
+        extra: dict | None,
+        extra_weights: dict[str, torch.Tensor] | None,
+    ) -> None:
+        save_weights(folder / "weights.safetensors", self.trained_state())
+        if extra_weights is not None:
+            save_weights(folder / "extra.safetensors", extra_weights)
+        atomic_write(folder / "optimizer.pt", lambda tmp: torch.save(optimizer.state_dict(), tmp))
+        save_weights(folder / "rng.safetensors", {"generator": gen.get_state()})
+        norms = {k: [n.mean, n.var, n.count] for k, n in self.reward.norms.items()}
+        state = {"step": self.step_, "history": self.history_, "reward_norms": norms, "config": config}
+        write_json(folder / "state.json", state | ({"extra": extra} if extra is not None else {}))
+
+    def _load_checkpoint(self, folder: Path, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> dict:
+        """Restores `_save_checkpoint`'s state after `verify_folder`; returns {"extra": ..., "extra_weights": ...}
+        (None if absent)."""
+        verify_folder(folder, required=CHECKPOINT_FILES)
+        state = read_json(folder / "state.json")
+        self.load_trained_state(load_weights(folder / "weights.safetensors"), f"checkpoint {folder}")
         if set(state["reward_norms"]) != set(self.reward.norms):
             raise CheckpointError(
                 f"checkpoint {folder} was trained with rewards {sorted(state['reward_norms'])}, "
@@ -260,3 +289,8 @@ class AlignerBase:
         gen.set_state(load_weights(folder / "rng.safetensors")["generator"])
         self.step_ = int(state["step"])
         self.history_ = list(state["history"])
+        extra_weights = folder / "extra.safetensors"
+        return {
+            "extra": state.get("extra"),
+            "extra_weights": load_weights(extra_weights) if extra_weights.is_file() else None,
+        }

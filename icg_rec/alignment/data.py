@@ -5,6 +5,7 @@ same user as an id. `Audience` keeps the two side by side. The natural embedding
 model's own user vector (`personalized_user_vectors`): it is learned from clicks, so it carries taste.
 """
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,6 +64,43 @@ class Audience:
 
     def __len__(self) -> int:
         return len(self.user_ids)
+
+
+@dataclass
+class HeldOutPairs:
+    """Fixed (item, user) pairs, users outside the training audience, on which alignment is validated."""
+
+    item_index: torch.Tensor  # (P,) int64 rows of the ItemSet
+    users: Audience  # (P,) one user per pair: ids for the rewards, vectors for the generator
+    noise_seed: int = 20_000  # pair i is generated from noise seeded with noise_seed + i
+
+    def __post_init__(self) -> None:
+        self.item_index = torch.as_tensor(self.item_index, dtype=torch.int64)
+        if self.item_index.shape != (len(self.users),):
+            raise SchemaError(
+                f"HeldOutPairs needs one item row per user: item_index {tuple(self.item_index.shape)}, "
+                f"{len(self.users)} users"
+            )
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def derive_seed(seed: int, *keys: str | int) -> int:
+    """A seed for one part of a run (an arm, a seed of a sweep) that depends only on `seed` and `keys`.
+
+    Parts seeded this way do not share a random stream, so adding, removing or reordering parts leaves
+    every other part's numbers unchanged.
+
+    Args:
+        seed: the run's seed.
+        keys: names of the part, e.g. ("arm", "personal").
+
+    Returns:
+        An int in [0, 2**63).
+    """
+    text = "/".join(str(k) for k in (seed, *keys)).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
 
 
 def personalized_user_vectors(

@@ -108,7 +108,7 @@ class DPOAligner(AlignerBase):
         config = self.config
         if config.candidates < 2:
             raise ValueError(f"DPO needs at least 2 candidates per pair to rank, got {config.candidates}")
-        output, before, params, optimizer, gen, checkpoint = self._start(
+        output, before, params, optimizer, gen, checkpoint, _ = self._start(
             items, audience, config, output_dir, resume
         )
 
