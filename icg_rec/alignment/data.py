@@ -130,7 +130,12 @@ def personalized_user_vectors(
 
 
 def evaluation_pairs(
-    user_groups: torch.Tensor, n_items: int, users_per_group: int, items_per_user: int, seed: int
+    user_groups: torch.Tensor,
+    n_items: int,
+    users_per_group: int,
+    items_per_user: int,
+    seed: int,
+    exclude: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed-seed evaluation set of (item, user) pairs, balanced over user groups (e.g. cohorts).
 
@@ -140,6 +145,7 @@ def evaluation_pairs(
         users_per_group: users drawn per group (fewer where a group is smaller).
         items_per_user: distinct items drawn per user.
         seed: the draw.
+        exclude: user ids never drawn (e.g. another evaluation set's users), or None.
 
     Returns:
         item_index (P,) and user_ids (P,) int64, ordered by group, then user.
@@ -147,11 +153,57 @@ def evaluation_pairs(
     if items_per_user > n_items:
         raise ValueError(f"items_per_user ({items_per_user}) must be <= n_items ({n_items})")
     gen = torch.Generator().manual_seed(seed)
+    allowed = torch.ones(len(user_groups), dtype=torch.bool)
+    if exclude is not None:
+        allowed[torch.as_tensor(exclude, dtype=torch.int64)] = False
     items, users = [], []
     for group in torch.unique(user_groups).tolist():
-        members = torch.nonzero(user_groups == group)[:, 0]  # (m,)
+        members = torch.nonzero((user_groups == group) & allowed)[:, 0]  # (m,)
         picked = members[torch.randperm(len(members), generator=gen)[:users_per_group]].sort().values
         for user in picked.tolist():
             items.append(torch.randperm(n_items, generator=gen)[:items_per_user])
             users.append(torch.full((items_per_user,), user, dtype=torch.int64))
     return torch.cat(items), torch.cat(users)
+
+
+def held_out_split(
+    model: PersonalizedRewardModel,
+    user_ids: np.ndarray,
+    groups: np.ndarray,
+    n_items: int,
+    seed: int,
+    test_users: int = 8,
+    valid_users: int = 4,
+    items_per_user: int = 4,
+) -> tuple[HeldOutPairs, HeldOutPairs, Audience]:
+    """A reward model's users split three ways: test pairs, validation pairs and the training audience.
+
+    Validation pairs are what constrained alignment measures its floors on; test pairs are for a judge.
+    Neither set's users are in the audience, and the two sets share no user.
+
+    Args:
+        model: the fitted PersonalizedRewardModel whose user vectors the generator reads.
+        user_ids: (U,) ids the held-out users are drawn from, each known to the model.
+        groups: (U,) group of each of them (e.g. cohort); the pairs are balanced over groups.
+        n_items: pairs draw item rows 0..n_items-1.
+        seed: the test draw; the validation draw derives its own seed from it.
+        test_users / valid_users: users per group in each held-out set.
+        items_per_user: distinct items per held-out user.
+
+    Returns:
+        (test pairs with noise seeds 10_000 + i, validation pairs with 20_000 + i, every other user of the
+        model as the audience).
+    """
+    groups_t, ids = torch.as_tensor(groups), np.asarray(user_ids)
+    test_items, test_rows = evaluation_pairs(groups_t, n_items, test_users, items_per_user, seed)
+    valid_items, valid_rows = evaluation_pairs(
+        groups_t, n_items, valid_users, items_per_user, derive_seed(seed, "valid"), test_rows.unique()
+    )
+
+    def users(rows: np.ndarray) -> Audience:
+        return Audience(torch.as_tensor(rows), personalized_user_vectors(model, rows))
+
+    test_ids, valid_ids = ids[test_rows.numpy()], ids[valid_rows.numpy()]
+    rest = np.setdiff1d(model.user_ids_, np.concatenate([test_ids, valid_ids]))
+    test = HeldOutPairs(test_items, users(test_ids), noise_seed=10_000)
+    return test, HeldOutPairs(valid_items, users(valid_ids), noise_seed=20_000), users(rest)

@@ -1,38 +1,74 @@
+"""eval.alignment on a tiny world: an arm alone equals the same arm run beside others; helpers."""
+
+import argparse
+
 import numpy as np
 import pytest
 import torch
 
 # in-process: pytest runs from the repository root
-from eval.alignment import other_cohort_users, paired_delta
-from eval.alignment_movielens import poster_headroom
-from icg_rec.alignment import ItemSet
+from eval import alignment as ev
+from icg_rec.data.sim import SimConfig, SimWorld
+from icg_rec.encoders.small import ColourGridEncoder
+from icg_rec.rewards.aesthetic import AestheticReward
+from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig
+from icg_rec.rewards.relevance import RelevanceConfig, RelevanceModel, RelevanceReward
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory, tiny_perception):
+    world = SimWorld.generate(SimConfig(n_users=40, n_items=12, n_cohorts=2, image_size=8, impressions_per_user=6))
+    titles, ids = world.dataset.items["title"].to_list(), torch.arange(12)
+    text, grid = tiny_perception[1](), ColourGridEncoder(2, 8).freeze()
+    relevance = RelevanceModel(RelevanceConfig(shared_dim=4, epochs=2, batch_size=4))
+    relevance.fit(text.encode(titles), grid(world.covers).numpy(), seed=0).net_.requires_grad_(False)
+    config = PersonalizedConfig(cover_tower="cnn", image_size=8, cnn_channels=2, dim=4, epochs=1)
+    covers = CoverFeatures(ids.numpy(), world.covers.numpy())
+    model = ev.reward_model(world.dataset.interactions, covers, config, 0, tmp_path_factory.mktemp("r") / "m")
+    rewards = {"aesthetic": AestheticReward(), "relevance": RelevanceReward(relevance, text, grid),
+               "personalized": model, "judge": ev.oracle_judge(world)}  # fmt: skip
+    items = ev.al.ItemSet(titles, world.covers, ids)
+    return ev.make_setup(items, rewards, np.arange(40), world.user_cohort.numpy(), 0, text, grid)
+
+def test_an_arm_alone_equals_the_same_arm_beside_others(tiny_setup, tmp_path, monkeypatch):
+    monkeypatch.setattr(ev, "SIZE", 8)  # an 8 px generator sampled in 2 steps
+    monkeypatch.setattr(ev, "STEPS", 2)
+    monkeypatch.setattr(ev, "ceiling", lambda *a, **k: {"judge_ctr_ratio": 1.0, "relevance_share": 1.0})
+    args = argparse.Namespace(warmup_steps=2, timestep_power=1.0, align_steps=2)
+    alone = ev.run_world(tiny_setup, argparse.Namespace(**vars(args), arms=["constrained"]), 0, tmp_path / "a")
+    both = ev.run_world(tiny_setup, argparse.Namespace(**vars(args), arms=["public", "constrained"]), 0, tmp_path / "b")
+    assert alone["means"]["constrained"] == both["means"]["constrained"]
+    assert alone["validations"]["constrained"] == both["validations"]["constrained"]
+    assert set(both["arms"]["constrained"]) >= {"judge_ctr_share", "ctr_vs_public", "own_vs_other_cohort"}
+    assert len(tiny_setup.test) == 2 * 8 * 4 and len(tiny_setup.valid) == 2 * 4 * 4
+    held = set(tiny_setup.test.users.user_ids.tolist()) | set(tiny_setup.valid.users.user_ids.tolist())
+    assert not held & set(tiny_setup.audience.user_ids.tolist()) and len(held) + len(tiny_setup.audience) == 40
 
 
 def test_other_cohort_users_picks_the_same_rank_in_the_next_cohort_and_wraps():
     pair_users = torch.tensor([10, 11, 20, 21, 11])
     cohorts = np.array([0, 0, 3, 3, 0])
-    wrong = other_cohort_users(pair_users, cohorts)
-    assert wrong.tolist() == [20, 21, 10, 11, 21]
+    assert ev.other_cohort_users(pair_users, cohorts).tolist() == [20, 21, 10, 11, 21]
 
 
 def test_paired_delta_clusters_the_interval_by_user():
-    a = np.array([1.0, 3.0, 2.0, 2.0])
-    b = np.zeros(4)
-    users = np.array([0, 0, 1, 1])  # per-user means 2 and 2: no spread between users
-    out = paired_delta(a, b, users)
-    assert out == {"delta": 2.0, "ci95": [2.0, 2.0]}
+    out = ev.paired_delta(np.array([1.0, 3.0, 2.0, 2.0]), np.zeros(4), np.array([0, 0, 1, 1]))
+    assert out == {"delta": 2.0, "ci95": [2.0, 2.0], "share": np.inf}  # per-user means 2 and 2: no spread
 
 
-def test_poster_headroom_scores_every_poster_for_each_pair():
-    images = torch.zeros(3, 3, 2, 2)
-    images[1] += 0.5
-    images[2] += 1.0
-    items = ItemSet(["a", "b", "c"], images, torch.tensor([7, 8, 9]))
+def test_summarise_gives_mean_and_sd_over_worlds_and_the_mean_curve():
+    def world(share: float, public: float) -> dict:
+        arm = {"judge_ctr_share": share, "relevance_share": 1.0, "aesthetic_share": 1.0, "ctr_vs_public": {"share": public}}
+        curve = [{"step": 0.0, "judge": 0.1, "relevance": 0.2}, {"step": 20.0, "judge": 0.1 * share, "relevance": 0.18}]
+        ceilings = {"judge_ctr_share": 1.5, "relevance_share": 0.9}
+        return {"arms": {"constrained": arm}, "validations": {"constrained": curve},
+                "ceilings": {"personalized": ceilings, "judge": ceilings}}  # fmt: skip
 
-    def judge(user_ids, covers, item_ids):  # brighter covers and higher user ids click more
-        return covers.mean(dim=(1, 2, 3)) * 0.1 + user_ids * 0.01
-
-    out = poster_headroom(judge, items, torch.tensor([0, 1]), torch.tensor([1, 2]))
-    assert out["own_poster_ctr"] == pytest.approx(((0.0 + 0.01) + (0.05 + 0.02)) / 2)
-    assert out["best_poster_ctr"] == pytest.approx(((0.1 + 0.01) + (0.1 + 0.02)) / 2)
-    assert out["within_pair_sd"] == pytest.approx(0.05)
+    summary, lines = ev.summarise({"colour": [world(1.1, 1.2), world(1.3, 1.0)]}, ["constrained"])
+    row = summary["colour/constrained"]
+    assert row["judge_ctr_share"] == pytest.approx([1.2, np.std([1.1, 1.3], ddof=1)])
+    assert row["ctr_vs_public"] == pytest.approx([1.1, np.std([1.2, 1.0], ddof=1)])
+    assert np.allclose(row["curve"], [[0, 1.0, 1.0], [20, 1.2, 0.9]])
+    assert summary["colour/ceiling_judge"]["judge_ctr_share"] == pytest.approx([1.5, 0.0])
+    assert lines[2].startswith("| colour | constrained | 1.200 ± 0.141 | 1.100 ± 0.141 | 1.000 ± 0.000 |")
+    assert lines[-1] == "- colour constrained: 0: 1.000 / 1.00, 20: 1.200 / 0.90"
