@@ -34,9 +34,9 @@ def test_an_arm_alone_equals_the_same_arm_beside_others(tiny_setup, tmp_path, mo
     monkeypatch.setattr(ev, "SIZE", 8)  # an 8 px generator sampled in 2 steps
     monkeypatch.setattr(ev, "STEPS", 2)
     monkeypatch.setattr(ev, "ceiling", lambda *a, **k: {"judge_ctr_ratio": 1.0, "relevance_share": 1.0})
-    args = argparse.Namespace(warmup_steps=2, timestep_power=1.0, align_steps=2)
-    alone = ev.run_world(tiny_setup, argparse.Namespace(**vars(args), arms=["constrained"]), 0, tmp_path / "a")
-    both = ev.run_world(tiny_setup, argparse.Namespace(**vars(args), arms=["public", "constrained"]), 0, tmp_path / "b")
+    args = argparse.Namespace(warmup_steps=2, align_steps=2)
+    alone = ev.run_world(tiny_setup, argparse.Namespace(**vars(args), arms=["constrained"]), 0, tmp_path / "a", 0.0)
+    both = ev.run_world(tiny_setup, argparse.Namespace(**vars(args), arms=["public", "constrained"]), 0, tmp_path / "b", 0.0)
     assert alone["means"]["constrained"] == both["means"]["constrained"]
     assert alone["validations"]["constrained"] == both["validations"]["constrained"]
     assert set(both["arms"]["constrained"]) >= {"judge_ctr_share", "ctr_vs_public", "own_vs_other_cohort"}
