@@ -52,8 +52,8 @@ def test_other_cohort_users_picks_the_same_rank_in_the_next_cohort_and_wraps():
 
 
 def test_paired_delta_clusters_the_interval_by_user():
-    out = ev.paired_delta(np.array([1.0, 3.0, 2.0, 2.0]), np.zeros(4), np.array([0, 0, 1, 1]))
-    assert out == {"delta": 2.0, "ci95": [2.0, 2.0], "share": np.inf}  # per-user means 2 and 2: no spread
+    out = ev.paired_delta(np.array([1.0, 3.0, 2.0, 2.0]), np.ones(4), np.array([0, 0, 1, 1]))
+    assert out == {"delta": 1.0, "ci95": [1.0, 1.0], "share": 2.0}  # per-user means 1 and 1: no spread
 
 
 def test_summarise_gives_mean_and_sd_over_worlds_and_the_mean_curve():
