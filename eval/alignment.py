@@ -184,7 +184,7 @@ def covers_for(pipe: ICGPipeline, setup: Setup, vectors: torch.Tensor) -> torch.
 
 
 def rmse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a - b).pow(2).flatten(1).mean(1).sqrt()  # (P,)
+    return ((a - b).pow(2).flatten(1).mean(1) + 1e-12).sqrt()  # (P,); eps: a finite gradient at a == b
 
 
 @torch.no_grad()

@@ -72,3 +72,10 @@ def test_summarise_gives_mean_and_sd_over_worlds_and_the_mean_curve():
     assert summary["colour/ceiling_judge"]["judge_ctr_share"] == pytest.approx([1.5, 0.0])
     assert lines[2].startswith("| colour | constrained | 1.200 ± 0.141 | 1.100 ± 0.141 | 1.000 ± 0.000 |")
     assert lines[-1] == "- colour constrained: 0: 1.000 / 1.00, 20: 1.200 / 0.90"
+
+
+def test_the_judge_ceiling_raises_the_judge_within_its_bounds(tiny_setup):
+    warm = tiny_setup.items.images[tiny_setup.test.item_index]  # (P, 3, 8, 8)
+    out = ev.ceiling(tiny_setup, tiny_setup.rewards["judge"], warm, steps=20)
+    assert out["judge_ctr_share"] > 1.01  # relevance_share: NaN, the tiny relevance starts below 0
+    assert np.isnan(out["relevance_share"]) or out["relevance_share"] > 0.85
