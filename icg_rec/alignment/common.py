@@ -159,10 +159,7 @@ class AlignerBase:
         )
 
     def _users(self, user_index: torch.Tensor) -> torch.Tensor:
-        return self._vectors(self.audience_.vectors[user_index])  # (B, user_dim)
-
-    def _vectors(self, vectors: torch.Tensor) -> torch.Tensor:
-        return vectors.to(self.pipeline.device)  # (B, user_dim)
+        return self.audience_.vectors[user_index].to(self.pipeline.device)  # (B, user_dim)
 
     def _anchor_tokens(self, batch: dict[str, torch.Tensor], users: torch.Tensor | None) -> torch.Tensor:
         """Conditioning tokens (B, K, D) of the warm-up adapter and refiner (no gradient); None = generic user.

@@ -221,7 +221,7 @@ class RewardAligner(AlignerBase):
             with self._autocast():
                 covers = pipe.generate_with_grad(
                     self._batch(item_index),
-                    self._vectors(held_out.users.vectors[rows]),
+                    held_out.users.vectors[rows].to(pipe.device),
                     noise,
                     config.num_inference_steps,
                     0,
