@@ -33,6 +33,8 @@ def tiny_setup(tmp_path_factory, tiny_perception):
 def test_an_arm_alone_equals_the_same_arm_beside_others(tiny_setup, tmp_path, monkeypatch):
     monkeypatch.setattr(ev, "SIZE", 8)  # an 8 px generator sampled in 2 steps
     monkeypatch.setattr(ev, "STEPS", 2)
+    weights, own = ev.ARMS["constrained"]
+    monkeypatch.setitem(ev.ARMS, "constrained", (weights, own | {"steps": 3}))
     monkeypatch.setattr(ev, "ceiling", lambda *a, **k: {"judge_ctr_ratio": 1.0, "relevance_share": 1.0})
     args = argparse.Namespace(warmup_steps=2, align_steps=2)
     alone = ev.run_world(tiny_setup, argparse.Namespace(**vars(args), arms=["constrained"]), 0, tmp_path / "a", 0.0)
