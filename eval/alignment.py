@@ -1,15 +1,13 @@
 """Covers users prefer, without losing the item? `python -m eval.alignment --out out/alignment`.
 
-SimWorld per taste family (colour, composition, random_conv) and seed: a world (--sim-impressions per user),
-rewards (aesthetic; relevance, title <-> colour grid; personalized, fitted on the log), a warm-up generator and
-arms aligned from it, each with its own seed: public (DRaFT to aesthetic + relevance), personal (+ personalized,
-fixed weights), constrained (+ personalized, relevance >= 0.9 and aesthetic >= 1.0 of warm-up on validation
-pairs: `icg_rec.alignment.constraints`), oracle (diagnostic: public + the judge as a reward; not evidence).
-Users: training audience, validation pairs (training rewards only), test pairs. The judge (oracle p(click))
-scores the test pairs and, as a monitor, the validations (trade-off curves); it never trains or chooses.
-Ceilings: covers optimized directly (free pixels, RMSE <= 0.1 to warm-up, relevance >= 0.9 of warm-up) against
-the learned reward and the judge. Writes <out>/<family>/seed<s>/ (a rerun reuses what is done) and
-<out>/summary.{json,md} (mean and sd over seeds).
+SimWorld per taste family and seed: a world (--sim-impressions per user), rewards (aesthetic; relevance, title
+<-> colour grid; personalized, fitted on the log), a warm-up generator and arms from it, each with its own seed:
+public (DRaFT to aesthetic + relevance), personal (+ personalized, fixed weights), constrained (+ personalized,
+relevance >= 0.9 and aesthetic >= 1.0 of warm-up on validation pairs), oracle (diagnostic: the judge as a
+reward). Users: training audience, validation pairs (training rewards only), test pairs. The judge (oracle
+p(click)) scores the test pairs and, as a monitor, the validations (trade-off curves); it never trains or
+chooses. Ceilings: covers optimized directly (free pixels, RMSE <= 0.1 to warm-up, relevance >= 0.9 of warm-up)
+against the learned reward and the judge. Writes <out>/<family>/seed<s>/ (reused) and <out>/summary.{json,md}.
 """
 
 import argparse
@@ -41,8 +39,7 @@ PERSONAL = PUBLIC | {"personalized": 4.0}  # weight 4 chosen by the training rew
 ARMS = {  # arm -> (reward weights, its own AlignConfig settings)
     "public": (PUBLIC, {}),
     "personal": (PERSONAL, {"keep": "last"}),
-    # 300 steps, dual_lr 10, weight 4: the best kept validation personalized reward of 200/300 steps, dual_lr
-    # 10/30, weight 4/8 on the colour world of seed 0 (RESULTS, alignment round 6)
+    # 300 steps, dual_lr 10, weight 4: the best kept validation personalized reward (colour world 0, RESULTS)
     "constrained": (PERSONAL, {"constraints": {"relevance": 0.9, "aesthetic": 1.0}, "dual_lr": 10.0, "steps": 300}),
     "oracle": (PUBLIC | {"judge": 2.0}, {}),
 }
@@ -59,16 +56,9 @@ class Setup:
     valid: al.HeldOutPairs  # validation pairs (noise seeds 20_000 + i)
     test: al.HeldOutPairs  # test pairs (noise seeds 10_000 + i)
     cohorts: np.ndarray  # (P,) cohort of each test pair's user
-    wrong: torch.Tensor  # (P, dim) a test user of the next cohort at the same rank: other-cohort control
+    wrong: torch.Tensor  # (P, dim) the next cohort's mean test-user vector: the other-cohort control
     text: object  # the generator's text encoder
     grid: object  # the generator's image encoder (colour grid)
-
-
-def oracle_judge(world: SimWorld):
-    """The oracle's p(click) (B,) as a Reward of RewardInputs: it judges, and trains only the oracle arm."""
-    judge = lambda x: world.oracle.click_prob(x.user_ids, x.images, x.item_ids)  # noqa: E731
-    judge.name, judge.differentiable = "judge", True
-    return judge
 
 
 def parse_args(argv: list[str] | None, p: argparse.ArgumentParser | None = None) -> argparse.Namespace:
@@ -108,7 +98,9 @@ def make_setup(items: al.ItemSet, rewards: dict, ids: np.ndarray, groups: np.nda
     validation users a cohort, 4 items each); the generator reads the personalized reward's user vectors."""
     test, valid, audience = al.held_out_split(rewards["personalized"], ids, groups, len(items), seed)
     cohorts = groups[np.searchsorted(ids, test.users.user_ids.numpy())]
-    wrong = al.personalized_user_vectors(rewards["personalized"], other_cohort_users(test.users.user_ids, cohorts))
+    labels = np.unique(cohorts)  # the other-cohort control: the next cohort's mean test-user vector
+    means = torch.stack([test.users.vectors[torch.from_numpy(cohorts == c)].mean(0) for c in labels])
+    wrong = means[(np.searchsorted(labels, cohorts) + 1) % len(labels)]  # (P, dim)
     return Setup(items, rewards, audience, valid, test, cohorts, wrong, text, grid)
 
 
@@ -123,7 +115,8 @@ def simworld(family: str, seed: int, args, folder: Path) -> Setup:
     covers = CoverFeatures(ids.numpy(), world.covers.numpy())
     tower = PersonalizedConfig(cover_tower="cnn", image_size=SIZE, epochs=6)
     rewards["personalized"] = reward_model(world.dataset.interactions, covers, tower, seed, folder / "reward")
-    rewards["judge"] = oracle_judge(world)
+    rewards["judge"] = judge = lambda x: world.oracle.click_prob(x.user_ids, x.images, x.item_ids)  # noqa: E731
+    judge.name, judge.differentiable = "judge", True  # a Reward: it judges, and trains the oracle arm only
     items, users = al.ItemSet(titles, world.covers, ids), np.arange(config.n_users)
     return make_setup(items, rewards, users, world.user_cohort.numpy(), seed, text, grid)
 
@@ -157,18 +150,6 @@ def train_arm(name: str, setup: Setup, args, seed: int, warm: Path, folder: Path
         write_json(folder / "validations.json", aligner.validations_ if held_out else [])
     pipe = ICGPipeline.from_pretrained(folder / "pipeline", setup.grid, setup.text)
     return pipe, read_json(folder / "validations.json")
-
-
-def other_cohort_users(pair_users: torch.Tensor, cohorts: np.ndarray) -> torch.Tensor:
-    """For each pair, a user of the next cohort (c + 1 mod C) among the pairs' users, at the same rank."""
-    users, order = np.unique(pair_users.numpy(), return_index=True)
-    user_cohort, labels = cohorts[order], np.unique(cohorts)
-    members = {c: users[user_cohort == c] for c in labels}
-    wrong = []
-    for user, cohort in zip(pair_users.tolist(), cohorts.tolist(), strict=True):
-        nxt = members[labels[(np.searchsorted(labels, cohort) + 1) % len(labels)]]
-        wrong.append(int(nxt[int(np.searchsorted(members[cohort], user)) % len(nxt)]))
-    return torch.tensor(wrong, dtype=torch.int64)
 
 
 def inputs(setup: Setup, covers: torch.Tensor | None) -> RewardInputs:
@@ -291,16 +272,15 @@ def summarise(results: dict[str, list[dict]], arms: list[str]) -> tuple[dict, li
 
 
 def run(args: argparse.Namespace, build, families: list[str]) -> int:
-    """Runs (or reuses) every world `build(family, seed, folder) -> Setup`, then writes and prints the summary."""
+    """Runs (or reuses) each world `build(family, seed, folder) -> Setup`; writes and prints the summary."""
     torch.set_num_threads(1)  # tiny models: more threads stalled on the shared 2-core box
     results = {}
-    for family in families:
-        for seed in args.seeds:
-            folder = args.out / family / f"seed{seed}"
-            done = folder / "alignment.json"
-            reuse, start = done.is_file() and set(args.arms) <= set(read_json(done)["arms"]), time.perf_counter()
-            result = read_json(done) if reuse else run_world(build(family, seed, folder), args, seed, folder, start)
-            results.setdefault(family, []).append(result)
+    for family, seed in [(f, s) for f in families for s in args.seeds]:
+        folder, start = args.out / family / f"seed{seed}", time.perf_counter()
+        done = folder / "alignment.json"
+        reuse = done.is_file() and set(args.arms) <= set(read_json(done)["arms"])
+        result = read_json(done) if reuse else run_world(build(family, seed, folder), args, seed, folder, start)
+        results.setdefault(family, []).append(result)
     summary, lines = summarise(results, args.arms)
     write_json(args.out / "summary.json", {"args": vars(args), "summary": summary})
     (args.out / "summary.md").write_text("\n".join(lines) + "\n")

@@ -1,10 +1,8 @@
 """Alignment on MovieLens, judged by a reward model fitted on later clicks: `python -m eval.alignment_movielens`.
 
-No oracle here: the judge is a second `PersonalizedRewardModel` fitted on the later half of every user's rows;
-the training reward is fitted on the earlier half (disjoint in time, the same users). The 200 most-rated
-posters present in both halves are the items (16 px); cohorts are k-means over the training reward's user
-vectors. Arms, user split, scores, controls and ceilings are `eval.alignment`'s; writes
-<out>/movielens/seed<s>/ and <out>/summary.{json,md}.
+The judge is a `PersonalizedRewardModel` fitted on the later half of every user's rows, the training reward on
+the earlier half (disjoint in time, the same users); the items are the 200 most-rated posters of both halves
+(16 px); cohorts are k-means over the training reward's user vectors. The rest is `eval.alignment`'s.
 """
 
 import argparse
@@ -15,7 +13,6 @@ import numpy as np
 import torch
 
 from eval import alignment as sim
-from icg_rec.alignment import ItemSet
 from icg_rec.cohorts.clustering import CohortConfig, UserCohorts
 from icg_rec.data.movielens import load_movielens_with_posters
 from icg_rec.data.splits import per_user_temporal_split
@@ -37,7 +34,7 @@ def setup(args: argparse.Namespace, seed: int, folder: Path) -> sim.Setup:
     counts = earlier.join(later, on="item_id", how="semi")["item_id"].value_counts()
     chosen = np.sort(counts.sort(["count", "item_id"], descending=[True, False])["item_id"][: args.items].to_numpy())
     index = np.searchsorted(catalogue["item_id"].to_numpy(), chosen)
-    items = ItemSet([titles[i] for i in index], posters[index], torch.as_tensor(chosen))
+    items = sim.al.ItemSet([titles[i] for i in index], posters[index], torch.as_tensor(chosen))
     users = reward.user_ids_  # (U,) sorted
     cohorts = UserCohorts(CohortConfig(n_cohorts=8, seed=seed)).fit(users, sim.al.personalized_user_vectors(reward, users).numpy())
     known = np.isin(users, judge.user_ids_)  # evaluation users need rows in both halves

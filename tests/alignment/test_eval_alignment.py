@@ -15,6 +15,16 @@ from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig
 from icg_rec.rewards.relevance import RelevanceConfig, RelevanceModel, RelevanceReward
 
 
+class OracleReward:
+    name, differentiable = "judge", True
+
+    def __init__(self, world: SimWorld) -> None:
+        self.world = world
+
+    def __call__(self, x) -> torch.Tensor:
+        return self.world.oracle.click_prob(x.user_ids, x.images, x.item_ids)
+
+
 @pytest.fixture(scope="module")
 def tiny_setup(tmp_path_factory, tiny_perception):
     world = SimWorld.generate(SimConfig(n_users=40, n_items=12, n_cohorts=2, image_size=8, impressions_per_user=6))
@@ -26,7 +36,7 @@ def tiny_setup(tmp_path_factory, tiny_perception):
     covers = CoverFeatures(ids.numpy(), world.covers.numpy())
     model = ev.reward_model(world.dataset.interactions, covers, config, 0, tmp_path_factory.mktemp("r") / "m")
     rewards = {"aesthetic": AestheticReward(), "relevance": RelevanceReward(relevance, text, grid),
-               "personalized": model, "judge": ev.oracle_judge(world)}  # fmt: skip
+               "personalized": model, "judge": OracleReward(world)}  # fmt: skip
     items = ev.al.ItemSet(titles, world.covers, ids)
     return ev.make_setup(items, rewards, np.arange(40), world.user_cohort.numpy(), 0, text, grid)
 
@@ -47,10 +57,12 @@ def test_an_arm_alone_equals_the_same_arm_beside_others(tiny_setup, tmp_path, mo
     assert not held & set(tiny_setup.audience.user_ids.tolist()) and len(held) + len(tiny_setup.audience) == 40
 
 
-def test_other_cohort_users_picks_the_same_rank_in_the_next_cohort_and_wraps():
-    pair_users = torch.tensor([10, 11, 20, 21, 11])
-    cohorts = np.array([0, 0, 3, 3, 0])
-    assert ev.other_cohort_users(pair_users, cohorts).tolist() == [20, 21, 10, 11, 21]
+def test_the_other_cohort_control_is_the_next_cohorts_mean_test_user(tiny_setup):
+    vectors, cohorts = tiny_setup.test.users.vectors, tiny_setup.cohorts
+    assert set(cohorts.tolist()) == {0, 1}
+    for own, other in ((0, 1), (1, 0)):
+        mean = vectors[torch.from_numpy(cohorts == other)].mean(0)
+        torch.testing.assert_close(tiny_setup.wrong[torch.from_numpy(cohorts == own)], mean.expand(32, -1))
 
 
 def test_paired_delta_clusters_the_interval_by_user():
