@@ -154,9 +154,8 @@ def train_arm(name: str, setup: Setup, args, seed: int, warm: Path, folder: Path
 
 def inputs(setup: Setup, covers: torch.Tensor | None) -> RewardInputs:
     """The test pairs' reward inputs with `covers` (P, 3, S, S)."""
-    index = setup.test.item_index
-    titles = [setup.items.titles[i] for i in index.tolist()]
-    return RewardInputs(covers, setup.items.item_ids[index], setup.test.users.user_ids, titles)
+    index, titles = setup.test.item_index, setup.items.titles
+    return RewardInputs(covers, setup.items.item_ids[index], setup.test.users.user_ids, [titles[i] for i in index.tolist()])  # fmt: skip
 
 
 def covers_for(pipe: ICGPipeline, setup: Setup, vectors: torch.Tensor) -> torch.Tensor:
@@ -176,8 +175,8 @@ def score(setup: Setup, own: torch.Tensor, warm: torch.Tensor, pipe: ICGPipeline
     out = {"judge_ctr": judge(x), "fidelity": 1 - rmse(own, warm)} | {k: setup.rewards[k](x) for k in REWARDS}
     if pipe is not None:
         wrong, generic = (covers_for(pipe, setup, v) for v in (setup.wrong, torch.zeros_like(setup.wrong)))
-        out |= {"judge_ctr_wrong_cohort": judge(inputs(setup, wrong)), "cohort_distance": rmse(own, wrong)}
-        out["judge_ctr_generic"] = judge(inputs(setup, generic))
+        out |= {"judge_ctr_wrong_cohort": judge(inputs(setup, wrong)), "cohort_distance": rmse(own, wrong),
+                "judge_ctr_generic": judge(inputs(setup, generic))}  # fmt: skip
     return {k: v.numpy() for k, v in out.items()}
 
 
@@ -255,11 +254,10 @@ def summarise(results: dict[str, list[dict]], arms: list[str]) -> tuple[dict, li
     head = "| family | arm | judge CTR / warm-up | / public | relevance / warm-up | aesthetic / warm-up |"
     summary, lines, curves = {}, [head, "|---" * 6 + "|"], []
     for family, worlds in results.items():
-        rows = {n: [w["arms"][n] | {"ctr_vs_public": w["arms"][n].get("ctr_vs_public", {"share": np.nan})["share"]}
-                    for w in worlds] for n in arms}  # fmt: skip
+        rows = {n: [w["arms"][n] | {"ctr_vs_public": w["arms"][n].get("ctr_vs_public", {}).get("share")} for w in worlds] for n in arms}  # fmt: skip
         rows |= {f"ceiling_{k}": [w["ceilings"][k] for w in worlds] for k in ("personalized", "judge")}
         for name, values in rows.items():
-            cells = {k: np.array([v.get(k, np.nan) for v in values], dtype=float) for k in keys}
+            cells = {k: np.array([v.get(k) for v in values], dtype=float) for k in keys}  # None: NaN
             row = {k: [c.mean(), c.std(ddof=1) if len(c) > 1 else np.nan] for k, c in cells.items()}
             lines.append(f"| {family} | {name} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in row.values()) + " |")
             if trails := [w["validations"][name] for w in worlds if w["validations"].get(name)]:
@@ -267,6 +265,8 @@ def summarise(results: dict[str, list[dict]], arms: list[str]) -> tuple[dict, li
                                                  for k in ("judge", "relevance"))] for s in zip(*trails, strict=True)]  # fmt: skip
                 curves.append(f"- {family} {name}: " + ", ".join(f"{s:.0f}: {j:.3f} / {r:.2f}" for s, j, r in row["curve"]))
             summary[f"{family}/{name}"] = row
+        summary[f"{family}/relevance"] = rel = {k: np.mean([w["means"][k]["relevance"] for w in worlds]) for k in ("warmup", "reference")}
+        curves.insert(0, f"- {family}: relevance of the warm-up covers {rel['warmup']:.3f}, of the references {rel['reference']:.3f}")  # fmt: skip
     head = "Trade-off curves, validation pairs (step: judge CTR / relevance, as shares of step 0, mean over seeds):"
     return summary, [*lines, "", head, *curves]
 

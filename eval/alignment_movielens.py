@@ -31,8 +31,8 @@ def setup(args: argparse.Namespace, seed: int, folder: Path) -> sim.Setup:
     text, grid, rewards = sim.public_rewards(titles, posters, seed)
     rewards["personalized"] = reward = sim.reward_model(earlier, covers, config, seed, folder / "reward")
     rewards["judge"] = judge = sim.reward_model(later, covers, config, seed + 1, folder / "judge")
-    counts = earlier.join(later, on="item_id", how="semi")["item_id"].value_counts()
-    chosen = np.sort(counts.sort(["count", "item_id"], descending=[True, False])["item_id"][: args.items].to_numpy())
+    counts = earlier.join(later, on="item_id", how="semi")["item_id"].value_counts().sort(["count", "item_id"], descending=[True, False])  # fmt: skip
+    chosen = np.sort(counts["item_id"][: args.items].to_numpy())  # the most-rated items rated in both halves
     index = np.searchsorted(catalogue["item_id"].to_numpy(), chosen)
     items = sim.al.ItemSet([titles[i] for i in index], posters[index], torch.as_tensor(chosen))
     users = reward.user_ids_  # (U,) sorted

@@ -75,7 +75,8 @@ def test_summarise_gives_mean_and_sd_over_worlds_and_the_mean_curve():
         arm = {"judge_ctr_share": share, "relevance_share": 1.0, "aesthetic_share": 1.0, "ctr_vs_public": {"share": public}}
         curve = [{"step": 0.0, "judge": 0.1, "relevance": 0.2}, {"step": 20.0, "judge": 0.1 * share, "relevance": 0.18}]
         ceilings = {"judge_ctr_share": 1.5, "relevance_share": 0.9}
-        return {"arms": {"constrained": arm}, "validations": {"constrained": curve},
+        means = {"warmup": {"relevance": 0.5}, "reference": {"relevance": 0.7}}
+        return {"arms": {"constrained": arm}, "validations": {"constrained": curve}, "means": means,
                 "ceilings": {"personalized": ceilings, "judge": ceilings}}  # fmt: skip
 
     summary, lines = ev.summarise({"colour": [world(1.1, 1.2), world(1.3, 1.0)]}, ["constrained"])
@@ -85,7 +86,8 @@ def test_summarise_gives_mean_and_sd_over_worlds_and_the_mean_curve():
     assert np.allclose(row["curve"], [[0, 1.0, 1.0], [20, 1.2, 0.9]])
     assert summary["colour/ceiling_judge"]["judge_ctr_share"] == pytest.approx([1.5, 0.0])
     assert lines[2].startswith("| colour | constrained | 1.200 ± 0.141 | 1.100 ± 0.141 | 1.000 ± 0.000 |")
-    assert lines[-1] == "- colour constrained: 0: 1.000 / 1.00, 20: 1.200 / 0.90"
+    assert lines[-2:] == ["- colour: relevance of the warm-up covers 0.500, of the references 0.700",
+                          "- colour constrained: 0: 1.000 / 1.00, 20: 1.200 / 0.90"]  # fmt: skip
 
 
 def test_the_judge_ceiling_raises_the_judge_within_its_bounds(tiny_setup):
