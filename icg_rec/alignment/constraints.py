@@ -14,7 +14,8 @@ Two mechanisms act on those validations only (never on a judge):
   objective among those meeting every floor; the start meets them by definition.
 
 Every validation is a point of the trade-off curve (objective against each constrained reward), written
-by `tradeoff_markdown` so a user can pick another operating point.
+by `tradeoff_markdown` so a user can pick another operating point: a run is deterministic, so rerunning
+with `steps` set to that point's step and `keep="last"` ends in that state.
 """
 
 import math
