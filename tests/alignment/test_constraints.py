@@ -162,3 +162,16 @@ def test_constraints_need_held_out_users_outside_the_audience(pipeline_factory, 
         _aligner(pipeline_factory, 1).fit(
             items, audience, held_out=held_out, monitors={"darkness": Darkness()}
         )
+
+
+def test_another_operating_point_is_a_shorter_run_kept_last(pipeline_factory, items, audience, held_out):
+    config = dict(constraints={"darkness": 0.99}, dual_lr=20.0)
+    long = _aligner(pipeline_factory, 6, **config).fit(items, audience, held_out=held_out)
+    point = int(long.validations_[1]["step"])  # step 2, whatever the kept one is
+    short = _aligner(pipeline_factory, point, keep="last", **config).fit(items, audience, held_out=held_out)
+    assert short.validations_ == long.validations_[:2]
+    replay = _aligner(pipeline_factory, long.kept_step_, keep="last", **config).fit(
+        items, audience, held_out=held_out
+    )
+    for key, value in long.trained_state().items():  # the long run ends holding its kept state
+        torch.testing.assert_close(value, replay.trained_state()[key], rtol=0, atol=0)
