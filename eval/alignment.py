@@ -22,10 +22,11 @@ import torch.nn.functional as F
 
 from icg_rec import alignment as al
 from icg_rec.data.sim import TASTES, SimConfig, SimWorld
+from icg_rec.figures import contact_sheet
 from icg_rec.generation.backbones import GeneratorConfig, build_pipeline
 from icg_rec.generation.pipeline import ICGPipeline
 from icg_rec.generation.prompter import PrompterConfig
-from icg_rec.generation.warmup import WarmupConfig, WarmupTrainer, save_contact_sheet
+from icg_rec.generation.warmup import WarmupConfig, WarmupTrainer
 from icg_rec.io import read_json, write_json
 from icg_rec.rewards.aesthetic import AestheticReward
 from icg_rec.rewards.base import RewardInputs
@@ -80,7 +81,7 @@ def public_rewards(titles: list[str], covers: torch.Tensor, seed: int):
 
     text, grid = MemoTextEncoder(MiniLMTextEncoder()), ColourGridEncoder(4, SIZE).freeze()
     model = RelevanceModel(RelevanceConfig(shared_dim=32, epochs=60, batch_size=64))
-    model.fit(text.encode(titles), grid(covers).numpy(), seed=seed).net_.requires_grad_(False)
+    model.fit(text.encode(titles), grid(covers).numpy(), seed=seed).freeze()
     return text, grid, {"aesthetic": AestheticReward(), "relevance": RelevanceReward(model, text, grid)}
 
 
@@ -88,9 +89,7 @@ def reward_model(rows, covers: CoverFeatures, config: PersonalizedConfig, seed: 
     """The personalized reward fitted on `rows` and kept in `folder` (read from there when it is), frozen."""
     if not folder.is_dir():
         PersonalizedRewardModel(config).fit(rows, covers, seed=seed).save(folder)
-    model = PersonalizedRewardModel.load(folder)
-    model.net_.requires_grad_(False)
-    return model
+    return PersonalizedRewardModel.load(folder).freeze()
 
 
 def make_setup(items: al.ItemSet, rewards: dict, ids: np.ndarray, groups: np.ndarray, seed: int, text, grid):
@@ -240,7 +239,7 @@ def run_world(setup: Setup, args, seed: int, folder: Path, start: float) -> dict
     write_json(folder / "alignment.json", result)
     first = np.unique(setup.cohorts, return_index=True)[1]  # one pair per cohort
     rows = [F.interpolate(covers[k][first], scale_factor=3) for k in ["reference", "warmup", *args.arms]]
-    save_contact_sheet(folder / "contact_sheet.png", rows)
+    contact_sheet(folder / "contact_sheet.png", rows, title=f"{folder}: reference, warm-up, {', '.join(args.arms)}")
     return result
 
 

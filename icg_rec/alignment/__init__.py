@@ -15,6 +15,7 @@ if TYPE_CHECKING:
         ItemSet,
         derive_seed,
         evaluation_pairs,
+        held_out_split,
         personalized_user_vectors,
     )
     from icg_rec.alignment.dpo import DPOAligner, DPOConfig, diffusion_dpo_loss
@@ -30,6 +31,7 @@ __getattr__, __dir__, __all__ = attach(
             "ItemSet",
             "derive_seed",
             "evaluation_pairs",
+            "held_out_split",
             "personalized_user_vectors",
         ],
         "dpo": ["DPOAligner", "DPOConfig", "diffusion_dpo_loss"],

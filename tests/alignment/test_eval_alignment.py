@@ -31,7 +31,7 @@ def tiny_setup(tmp_path_factory, tiny_perception):
     titles, ids = world.dataset.items["title"].to_list(), torch.arange(12)
     text, grid = tiny_perception[1](), ColourGridEncoder(2, 8).freeze()
     relevance = RelevanceModel(RelevanceConfig(shared_dim=4, epochs=2, batch_size=4))
-    relevance.fit(text.encode(titles), grid(world.covers).numpy(), seed=0).net_.requires_grad_(False)
+    relevance.fit(text.encode(titles), grid(world.covers).numpy(), seed=0).freeze()
     config = PersonalizedConfig(cover_tower="cnn", image_size=8, cnn_channels=2, dim=4, epochs=1)
     covers = CoverFeatures(ids.numpy(), world.covers.numpy())
     model = ev.reward_model(world.dataset.interactions, covers, config, 0, tmp_path_factory.mktemp("r") / "m")
