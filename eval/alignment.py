@@ -41,7 +41,10 @@ ARMS = {  # arm -> (reward weights, its own AlignConfig settings)
     "public": (PUBLIC, {}),
     "personal": (PERSONAL, {"keep": "last"}),
     # 300 steps, dual_lr 10, weight 4: the best kept validation personalized reward (colour world 0, RESULTS)
-    "constrained": (PERSONAL, {"constraints": {"relevance": 0.9, "aesthetic": 1.0}, "dual_lr": 10.0, "steps": 300}),
+    "constrained": (
+        PERSONAL,
+        {"constraints": {"relevance": 0.9, "aesthetic": 1.0}, "dual_lr": 10.0, "steps": 300},
+    ),
     "oracle": (PUBLIC | {"judge": 2.0}, {}),
 }
 REWARDS = ("aesthetic", "relevance", "personalized")
@@ -124,7 +127,9 @@ def warm_up(setup: Setup, args, seed: int, folder: Path) -> Path:
     """The warm-up generator's folder (trained there, resumably, unless it is already)."""
     if not (folder / "pipeline").is_dir():
         torch.manual_seed(seed)
-        prompter = PrompterConfig(hidden_size=64, num_layers=2, num_heads=4, num_meta_tokens=4, image_prefix_tokens=2)
+        prompter = PrompterConfig(
+            hidden_size=64, num_layers=2, num_heads=4, num_meta_tokens=4, image_prefix_tokens=2
+        )
         config = GeneratorConfig(resolution=SIZE, cross_attention_dim=64, num_tokens=4,
                                  user_dim=setup.wrong.shape[1], prompter=prompter)  # fmt: skip
         # lr 1e-3, batch 16, high-noise timesteps: held-out relevance 0.54 (lr 2e-3, batch 32, uniform: 0.04)
@@ -189,7 +194,10 @@ def ceiling(setup: Setup, reward, warm: torch.Tensor, steps: int = 150) -> dict[
     optimizer = torch.optim.Adam([delta], lr=0.01)
     for _ in range(steps):
         x = inputs(setup, (warm + delta).clamp(0, 1))
-        short = F.relu(start - 0.1 * start.abs() - relevance(x).mean()) + F.relu(rmse(x.images, warm) - 0.1).mean()
+        short = (
+            F.relu(start - 0.1 * start.abs() - relevance(x).mean())
+            + F.relu(rmse(x.images, warm) - 0.1).mean()
+        )
         optimizer.zero_grad()
         (10.0 * short - reward(x).mean()).backward()
         optimizer.step()
@@ -239,7 +247,9 @@ def run_world(setup: Setup, args, seed: int, folder: Path, start: float) -> dict
     write_json(folder / "alignment.json", result)
     first = np.unique(setup.cohorts, return_index=True)[1]  # one pair per cohort
     rows = [F.interpolate(covers[k][first], scale_factor=3) for k in ["reference", "warmup", *args.arms]]
-    contact_sheet(folder / "contact_sheet.png", rows, title=f"{folder}: reference, warm-up, {', '.join(args.arms)}")
+    contact_sheet(
+        folder / "contact_sheet.png", rows, title=f"{folder}: reference, warm-up, {', '.join(args.arms)}"
+    )
     return result
 
 
@@ -258,13 +268,20 @@ def summarise(results: dict[str, list[dict]], arms: list[str]) -> tuple[dict, li
         for name, values in rows.items():
             cells = {k: np.array([v.get(k) for v in values], dtype=float) for k in keys}  # None: NaN
             row = {k: [c.mean(), c.std(ddof=1) if len(c) > 1 else np.nan] for k, c in cells.items()}
-            lines.append(f"| {family} | {name} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in row.values()) + " |")
+            lines.append(
+                f"| {family} | {name} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in row.values()) + " |"
+            )
             if trails := [w["validations"][name] for w in worlds if w["validations"].get(name)]:
                 row["curve"] = [[s[0]["step"], *(np.mean([v[k] / t[0][k] for v, t in zip(s, trails, strict=True)])
                                                  for k in ("judge", "relevance"))] for s in zip(*trails, strict=True)]  # fmt: skip
-                curves.append(f"- {family} {name}: " + ", ".join(f"{s:.0f}: {j:.3f} / {r:.2f}" for s, j, r in row["curve"]))
+                curves.append(
+                    f"- {family} {name}: "
+                    + ", ".join(f"{s:.0f}: {j:.3f} / {r:.2f}" for s, j, r in row["curve"])
+                )
             summary[f"{family}/{name}"] = row
-        summary[f"{family}/relevance"] = rel = {k: np.mean([w["means"][k]["relevance"] for w in worlds]) for k in ("warmup", "reference")}
+        summary[f"{family}/relevance"] = rel = {
+            k: np.mean([w["means"][k]["relevance"] for w in worlds]) for k in ("warmup", "reference")
+        }
         curves.insert(0, f"- {family}: relevance of the warm-up covers {rel['warmup']:.3f}, of the references {rel['reference']:.3f}")  # fmt: skip
     head = "Trade-off curves, validation pairs (step: judge CTR / relevance, as shares of step 0, mean over seeds):"
     return summary, [*lines, "", head, *curves]
@@ -278,7 +295,9 @@ def run(args: argparse.Namespace, build, families: list[str]) -> int:
         folder, start = args.out / family / f"seed{seed}", time.perf_counter()
         done = folder / "alignment.json"
         reuse = done.is_file() and set(args.arms) <= set(read_json(done)["arms"])
-        result = read_json(done) if reuse else run_world(build(family, seed, folder), args, seed, folder, start)
+        result = (
+            read_json(done) if reuse else run_world(build(family, seed, folder), args, seed, folder, start)
+        )
         results.setdefault(family, []).append(result)
     summary, lines = summarise(results, args.arms)
     write_json(args.out / "summary.json", {"args": vars(args), "summary": summary})

@@ -24,7 +24,10 @@ def setup(args: argparse.Namespace, seed: int, folder: Path) -> sim.Setup:
     """Posters, the two reward models, items and users of MovieLens."""
     dataset = load_movielens_with_posters(args.data_dir)
     catalogue = dataset.items.sort("item_id")
-    titles, posters = catalogue["title"].to_list(), reference_tensor(catalogue["image_path"].to_list(), sim.SIZE)
+    titles, posters = (
+        catalogue["title"].to_list(),
+        reference_tensor(catalogue["image_path"].to_list(), sim.SIZE),
+    )
     covers = CoverFeatures(catalogue["item_id"].to_numpy(), posters.numpy())
     config = PersonalizedConfig(cover_tower="cnn", image_size=sim.SIZE, epochs=6, lr=1e-3, use_history=False)
     earlier, later = per_user_temporal_split(dataset.interactions, 0.5)
@@ -36,7 +39,9 @@ def setup(args: argparse.Namespace, seed: int, folder: Path) -> sim.Setup:
     index = np.searchsorted(catalogue["item_id"].to_numpy(), chosen)
     items = sim.al.ItemSet([titles[i] for i in index], posters[index], torch.as_tensor(chosen))
     users = reward.user_ids_  # (U,) sorted
-    cohorts = UserCohorts(CohortConfig(n_cohorts=8, seed=seed)).fit(users, sim.al.personalized_user_vectors(reward, users).numpy())
+    cohorts = UserCohorts(CohortConfig(n_cohorts=8, seed=seed)).fit(
+        users, sim.al.personalized_user_vectors(reward, users).numpy()
+    )
     known = np.isin(users, judge.user_ids_)  # evaluation users need rows in both halves
     return sim.make_setup(items, rewards, users[known], cohorts.labels_[known], seed, text, grid)
 

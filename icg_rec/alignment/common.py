@@ -248,7 +248,9 @@ class AlignerBase:
     ) -> None:
         """Writes weights, optimizer, random state and step (+ a subclass's `extra` JSON and weights) as
         one set (`write_folder`): a kill mid-save leaves the previous checkpoint whole."""
-        write_folder(folder, lambda tmp: self._write_checkpoint(tmp, optimizer, gen, config, extra, extra_weights))
+        write_folder(
+            folder, lambda tmp: self._write_checkpoint(tmp, optimizer, gen, config, extra, extra_weights)
+        )
 
     def _write_checkpoint(
         self,

@@ -85,15 +85,23 @@ def test_held_out_split_gives_disjoint_test_and_validation_users_and_trains_the_
         {"user_id": users, "item_id": np.tile(np.arange(4), 30), "label": (np.arange(120) % 3 == 0) * 1.0,
          "timestamp": np.arange(120)}
     )  # fmt: skip
-    covers = CoverFeatures(np.arange(4), torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)).numpy())
-    config = PersonalizedConfig(cover_tower="cnn", image_size=8, cnn_channels=2, dim=3, epochs=1, valid_fraction=0.25)
+    covers = CoverFeatures(
+        np.arange(4), torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)).numpy()
+    )
+    config = PersonalizedConfig(
+        cover_tower="cnn", image_size=8, cnn_channels=2, dim=3, epochs=1, valid_fraction=0.25
+    )
     model = PersonalizedRewardModel(config).fit(frame, covers, seed=0)
     ids, groups = np.arange(10, 30), np.arange(20) % 2  # held-out users come from ids 10..29 only
-    test, valid, audience = held_out_split(model, ids, groups, 4, seed=1, test_users=3, valid_users=2, items_per_user=2)
+    test, valid, audience = held_out_split(
+        model, ids, groups, 4, seed=1, test_users=3, valid_users=2, items_per_user=2
+    )
     test_ids, valid_ids = set(test.users.user_ids.tolist()), set(valid.users.user_ids.tolist())
     assert len(test) == 2 * 3 * 2 and len(valid) == 2 * 2 * 2 and not test_ids & valid_ids
     assert min(test_ids | valid_ids) >= 10 and test.noise_seed == 10_000 and valid.noise_seed == 20_000
     assert sorted(audience.user_ids.tolist()) == sorted(set(range(30)) - test_ids - valid_ids)
     torch.testing.assert_close(test.users.vectors, personalized_user_vectors(model, test.users.user_ids))
     again = held_out_split(model, ids, groups, 4, seed=1, test_users=3, valid_users=2, items_per_user=2)
-    assert torch.equal(again[1].item_index, valid.item_index) and torch.equal(again[0].item_index, test.item_index)
+    assert torch.equal(again[1].item_index, valid.item_index) and torch.equal(
+        again[0].item_index, test.item_index
+    )

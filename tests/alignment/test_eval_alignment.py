@@ -27,7 +27,9 @@ class OracleReward:
 
 @pytest.fixture(scope="module")
 def tiny_setup(tmp_path_factory, tiny_perception):
-    world = SimWorld.generate(SimConfig(n_users=40, n_items=12, n_cohorts=2, image_size=8, impressions_per_user=6))
+    world = SimWorld.generate(
+        SimConfig(n_users=40, n_items=12, n_cohorts=2, image_size=8, impressions_per_user=6)
+    )
     titles, ids = world.dataset.items["title"].to_list(), torch.arange(12)
     text, grid = tiny_perception[1](), ColourGridEncoder(2, 8).freeze()
     relevance = RelevanceModel(RelevanceConfig(shared_dim=4, epochs=2, batch_size=4))
@@ -40,6 +42,7 @@ def tiny_setup(tmp_path_factory, tiny_perception):
     items = ev.al.ItemSet(titles, world.covers, ids)
     return ev.make_setup(items, rewards, np.arange(40), world.user_cohort.numpy(), 0, text, grid)
 
+
 def test_an_arm_alone_equals_the_same_arm_beside_others(tiny_setup, tmp_path, monkeypatch):
     monkeypatch.setattr(ev, "SIZE", 8)  # an 8 px generator sampled in 2 steps
     monkeypatch.setattr(ev, "STEPS", 2)
@@ -47,14 +50,20 @@ def test_an_arm_alone_equals_the_same_arm_beside_others(tiny_setup, tmp_path, mo
     monkeypatch.setitem(ev.ARMS, "constrained", (weights, own | {"steps": 3}))
     monkeypatch.setattr(ev, "ceiling", lambda *a, **k: {"judge_ctr_ratio": 1.0, "relevance_share": 1.0})
     args = argparse.Namespace(warmup_steps=2, align_steps=2)
-    alone = ev.run_world(tiny_setup, argparse.Namespace(**vars(args), arms=["constrained"]), 0, tmp_path / "a", 0.0)
-    both = ev.run_world(tiny_setup, argparse.Namespace(**vars(args), arms=["public", "constrained"]), 0, tmp_path / "b", 0.0)
+    alone = ev.run_world(
+        tiny_setup, argparse.Namespace(**vars(args), arms=["constrained"]), 0, tmp_path / "a", 0.0
+    )
+    both = ev.run_world(
+        tiny_setup, argparse.Namespace(**vars(args), arms=["public", "constrained"]), 0, tmp_path / "b", 0.0
+    )
     assert alone["means"]["constrained"] == both["means"]["constrained"]
     assert alone["validations"]["constrained"] == both["validations"]["constrained"]
     assert set(both["arms"]["constrained"]) >= {"judge_ctr_share", "ctr_vs_public", "own_vs_other_cohort"}
     assert len(tiny_setup.test) == 2 * 8 * 4 and len(tiny_setup.valid) == 2 * 4 * 4
     held = set(tiny_setup.test.users.user_ids.tolist()) | set(tiny_setup.valid.users.user_ids.tolist())
-    assert not held & set(tiny_setup.audience.user_ids.tolist()) and len(held) + len(tiny_setup.audience) == 40
+    assert (
+        not held & set(tiny_setup.audience.user_ids.tolist()) and len(held) + len(tiny_setup.audience) == 40
+    )
 
 
 def test_the_other_cohort_control_is_the_next_cohorts_mean_test_user(tiny_setup):
@@ -72,8 +81,16 @@ def test_paired_delta_clusters_the_interval_by_user():
 
 def test_summarise_gives_mean_and_sd_over_worlds_and_the_mean_curve():
     def world(share: float, public: float) -> dict:
-        arm = {"judge_ctr_share": share, "relevance_share": 1.0, "aesthetic_share": 1.0, "ctr_vs_public": {"share": public}}
-        curve = [{"step": 0.0, "judge": 0.1, "relevance": 0.2}, {"step": 20.0, "judge": 0.1 * share, "relevance": 0.18}]
+        arm = {
+            "judge_ctr_share": share,
+            "relevance_share": 1.0,
+            "aesthetic_share": 1.0,
+            "ctr_vs_public": {"share": public},
+        }
+        curve = [
+            {"step": 0.0, "judge": 0.1, "relevance": 0.2},
+            {"step": 20.0, "judge": 0.1 * share, "relevance": 0.18},
+        ]
         ceilings = {"judge_ctr_share": 1.5, "relevance_share": 0.9}
         means = {"warmup": {"relevance": 0.5}, "reference": {"relevance": 0.7}}
         return {"arms": {"constrained": arm}, "validations": {"constrained": curve}, "means": means,
