@@ -31,7 +31,7 @@ from icg_rec.io import read_json, write_json
 from icg_rec.rewards.aesthetic import AestheticReward
 from icg_rec.rewards.base import RewardInputs
 from icg_rec.rewards.combiner import MultiReward, MultiRewardConfig
-from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig, PersonalizedRewardModel
+from icg_rec.rewards.personalized import CoverInputs, PersonalizedConfig, PersonalizedRewardModel
 from icg_rec.rewards.relevance import RelevanceConfig, RelevanceModel, RelevanceReward
 
 SIZE, STEPS = 16, 6  # cover side; DDIM steps, all of them backpropagated (K = 6)
@@ -88,7 +88,7 @@ def public_rewards(titles: list[str], covers: torch.Tensor, seed: int):
     return text, grid, {"aesthetic": AestheticReward(), "relevance": RelevanceReward(model, text, grid)}
 
 
-def reward_model(rows, covers: CoverFeatures, config: PersonalizedConfig, seed: int, folder: Path):
+def reward_model(rows, covers: CoverInputs, config: PersonalizedConfig, seed: int, folder: Path):
     """The personalized reward fitted on `rows` and kept in `folder` (read from there when it is), frozen."""
     if not folder.is_dir():
         PersonalizedRewardModel(config).fit(rows, covers, seed=seed).save(folder)
@@ -114,7 +114,7 @@ def simworld(family: str, seed: int, args, folder: Path) -> Setup:
     world = SimWorld.generate(config)
     titles, ids = world.dataset.items["title"].to_list(), torch.arange(config.n_items)
     text, grid, rewards = public_rewards(titles, world.covers, seed)
-    covers = CoverFeatures(ids.numpy(), world.covers.numpy())
+    covers = CoverInputs(ids.numpy(), world.covers.numpy())
     tower = PersonalizedConfig(cover_tower="cnn", image_size=SIZE, epochs=6)
     rewards["personalized"] = reward_model(world.dataset.interactions, covers, tower, seed, folder / "reward")
     rewards["judge"] = judge = lambda x: world.oracle.click_prob(x.user_ids, x.images, x.item_ids)  # noqa: E731

@@ -17,7 +17,7 @@ from icg_rec.cohorts.clustering import CohortConfig, UserCohorts
 from icg_rec.data.movielens import load_movielens_with_posters
 from icg_rec.data.splits import per_user_temporal_split
 from icg_rec.generation.warmup import reference_tensor
-from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig
+from icg_rec.rewards.personalized import CoverInputs, PersonalizedConfig
 
 
 def setup(args: argparse.Namespace, seed: int, folder: Path) -> sim.Setup:
@@ -28,7 +28,7 @@ def setup(args: argparse.Namespace, seed: int, folder: Path) -> sim.Setup:
         catalogue["title"].to_list(),
         reference_tensor(catalogue["image_path"].to_list(), sim.SIZE),
     )
-    covers = CoverFeatures(catalogue["item_id"].to_numpy(), posters.numpy())
+    covers = CoverInputs(catalogue["item_id"].to_numpy(), posters.numpy())
     config = PersonalizedConfig(cover_tower="cnn", image_size=sim.SIZE, epochs=6, lr=1e-3, use_history=False)
     earlier, later = per_user_temporal_split(dataset.interactions, 0.5)
     text, grid, rewards = sim.public_rewards(titles, posters, seed)

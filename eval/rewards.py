@@ -30,13 +30,13 @@ from icg_rec.io import read_json, write_json
 from icg_rec.metrics import auc
 from icg_rec.metrics.stats import bootstrap_ci, paired_bootstrap
 from icg_rec.pipeline.rewards import baseline_predictions, reward_metrics
-from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig, PersonalizedRewardModel
+from icg_rec.rewards.personalized import CoverInputs, PersonalizedConfig, PersonalizedRewardModel
 from icg_rec.rewards.relevance import RelevanceConfig, RelevanceModel
 
 MACHINE = "dev box: 2-core CPU, no GPU"
 
 
-def personalized_block(train: pl.DataFrame, test: pl.DataFrame, covers: CoverFeatures, config, seed: int):
+def personalized_block(train: pl.DataFrame, test: pl.DataFrame, covers: CoverInputs, config, seed: int):
     """The stage's metrics plus the cover-only model, with fit times; returns the block and the predictions."""
     fits = {
         "personalized": lambda: PersonalizedRewardModel(config).fit(train, covers, seed=seed, progress=True),
@@ -78,7 +78,7 @@ def movielens(args: argparse.Namespace) -> dict:
     text, image = embed_items(
         dataset.items, MiniLMTextEncoder(), EfficientNetLite0Encoder(), cache, progress=True
     )
-    covers = CoverFeatures(dataset.items["item_id"].to_numpy(), image, titles=text)
+    covers = CoverInputs(dataset.items["item_id"].to_numpy(), image, titles=text)
     train, test = per_user_temporal_split(dataset.interactions, 0.2)
     # chosen on a validation split carved from train (each user's last 25% of train rows): the taste
     # posterior lowered validation gAUC here (0.6727 with it, 0.6752 without; popularity 0.6708)
@@ -115,9 +115,9 @@ def simworld(args: argparse.Namespace) -> dict:
     # lr 1e-3 chosen on a validation carve-out of train (each user's last 25% of train rows): better than
     # 3e-3 for the embedding tower at 40 impressions per user and the cnn tower at 120
     variants = {
-        "embedding": (CoverFeatures(item_ids, image), PersonalizedConfig(epochs=args.epochs, lr=1e-3)),
+        "embedding": (CoverInputs(item_ids, image), PersonalizedConfig(epochs=args.epochs, lr=1e-3)),
         "cnn": (
-            CoverFeatures(item_ids, world.covers.numpy()),
+            CoverInputs(item_ids, world.covers.numpy()),
             PersonalizedConfig(
                 cover_tower="cnn",
                 image_size=world.config.image_size,

@@ -45,7 +45,7 @@ from icg_rec.ranking.torchrec_ranker import TorchRecRanker
 from icg_rec.rewards.aesthetic import AestheticReward
 from icg_rec.rewards.base import RewardInputs
 from icg_rec.rewards.combiner import MultiReward, MultiRewardConfig
-from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig, PersonalizedRewardModel
+from icg_rec.rewards.personalized import CoverInputs, PersonalizedConfig, PersonalizedRewardModel
 from icg_rec.rewards.relevance import RelevanceConfig, RelevanceModel
 
 USER_DIM = 8
@@ -113,7 +113,7 @@ def check_personalized(device: torch.device, folder: Path) -> dict:
     config = PersonalizedConfig(
         cover_tower="cnn", image_size=world.covers.shape[-1], cnn_channels=4, dim=8, epochs=2
     )
-    covers = CoverFeatures(world.dataset.items["item_id"].to_numpy(), world.covers.numpy())
+    covers = CoverInputs(world.dataset.items["item_id"].to_numpy(), world.covers.numpy())
     model = PersonalizedRewardModel(config, device=str(device)).fit(
         world.dataset.interactions, covers, seed=0
     )

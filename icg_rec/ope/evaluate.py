@@ -26,7 +26,7 @@ from icg_rec.ope.estimators import (
 )
 from icg_rec.ope.outcome import OutcomeConfig, fit_outcome_oof
 from icg_rec.ope.policies import CoverCandidates, CoverPolicy, KindPolicy, OwnCohortPolicy, policy_context
-from icg_rec.rewards.personalized import CoverFeatures, PersonalizedRewardModel
+from icg_rec.rewards.personalized import CoverInputs, PersonalizedRewardModel
 
 
 @dataclass
@@ -137,7 +137,7 @@ def reward_scores(
     rows = candidates.item_rows(item_ids)
     scores = np.zeros((len(users), candidates.n_slots))
     for slot in range(candidates.n_slots):
-        covers = CoverFeatures(candidates.item_ids, candidates.images[:, slot].numpy())
+        covers = CoverInputs(candidates.item_ids, candidates.images[:, slot].numpy())
         scores[:, slot] = model.predict(frame, covers)
     return np.where(candidates.kinds[rows] > 0, scores, 0.0)
 

@@ -20,7 +20,7 @@ from icg_rec.errors import SchemaError
 from icg_rec.features.frames import fold_ids
 from icg_rec.ope.policies import CoverCandidates
 from icg_rec.rewards.personalized import (
-    CoverFeatures,
+    CoverInputs,
     PersonalizedConfig,
     PersonalizedRewardModel,
     colour_statistics,
@@ -76,7 +76,7 @@ def fit_outcome_oof(
     item_rows = candidates.item_rows(log["item_id"].to_numpy())
     cover_keys = item_rows * k + np.asarray(slots, dtype=np.int64)  # (n,)
     valid_keys = np.flatnonzero(candidates.kinds.reshape(-1) > 0)  # every candidate cover's key
-    covers = CoverFeatures(valid_keys, feats.reshape(-1, feats.shape[-1])[valid_keys])
+    covers = CoverInputs(valid_keys, feats.reshape(-1, feats.shape[-1])[valid_keys])
     frame = log.select("user_id", "label", "timestamp").with_columns(item_id=pl.Series(cover_keys))
     users = log["user_id"].to_numpy()
     all_keys = item_rows[:, None] * k + np.arange(k)  # (n, K)

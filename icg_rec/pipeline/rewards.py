@@ -65,11 +65,11 @@ class Rewards(StageOutput):
 
 def cover_features(config: PersonalizedConfig, encoded: Encoded):
     """What the reward model's cover tower reads: pixels (cnn) or the image embeddings (embedding)."""
-    from icg_rec.rewards.personalized import CoverFeatures
+    from icg_rec.rewards.personalized import CoverInputs
 
     tensors = encoded.tensors()
     covers = tensors["pixels"] if config.cover_tower == "cnn" else tensors["image"]
-    return CoverFeatures(tensors["item_ids"].numpy(), covers.numpy())
+    return CoverInputs(tensors["item_ids"].numpy(), covers.numpy())
 
 
 def train_rewards(

@@ -45,7 +45,7 @@ from icg_rec.io import read_json
 from icg_rec.ranking.base import FeatureSpec, Ranker
 from icg_rec.ranking.lift import LiftConfig, LiftResult, build_lift_frames, run_lift
 from icg_rec.rewards.base import RewardInputs
-from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig, PersonalizedRewardModel
+from icg_rec.rewards.personalized import CoverInputs, PersonalizedConfig, PersonalizedRewardModel
 
 NO_COVER, ORIGINAL, PERSONALIZED = "no_cover", "original_cover", "personalized_cover"
 RATES = ["user_id_ctr", "item_id_ctr", "user_id_log_n", "item_id_log_n"]
@@ -196,7 +196,7 @@ def reward_model_scorer(
         raise ValueError(
             f"reward_model_scorer needs a 'cnn' cover tower to score pixels, got {config.cover_tower!r}"
         )
-    features = CoverFeatures(original.item_ids, original.images.numpy())
+    features = CoverInputs(original.item_ids, original.images.numpy())
 
     def fit(rows: pl.DataFrame) -> RewardModelScorer:
         return RewardModelScorer(PersonalizedRewardModel(config).fit(rows, features, seed=seed))

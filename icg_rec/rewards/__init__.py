@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from icg_rec.rewards.base import Reward, RewardInputs
     from icg_rec.rewards.baselines import MatrixFactorizationBaseline, PopularityBaseline
     from icg_rec.rewards.combiner import MultiReward, MultiRewardConfig, RewardOutput
-    from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig, PersonalizedRewardModel
+    from icg_rec.rewards.personalized import CoverInputs, PersonalizedConfig, PersonalizedRewardModel
     from icg_rec.rewards.relevance import (
         ClipRelevanceReward,
         RelevanceConfig,
@@ -35,7 +35,7 @@ __getattr__, __dir__, __all__ = attach(
         "base": ["Reward", "RewardInputs"],
         "baselines": ["MatrixFactorizationBaseline", "PopularityBaseline"],
         "combiner": ["MultiReward", "MultiRewardConfig", "RewardOutput"],
-        "personalized": ["CoverFeatures", "PersonalizedConfig", "PersonalizedRewardModel"],
+        "personalized": ["CoverInputs", "PersonalizedConfig", "PersonalizedRewardModel"],
         "relevance": ["ClipRelevanceReward", "RelevanceConfig", "RelevanceModel", "RelevanceReward"],
     },
 )

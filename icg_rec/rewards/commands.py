@@ -13,7 +13,7 @@ from icg_rec.encoders.base import read_pixels
 from icg_rec.errors import SchemaError
 from icg_rec.rewards.aesthetic import AestheticReward
 from icg_rec.rewards.base import RewardInputs
-from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig, PersonalizedRewardModel
+from icg_rec.rewards.personalized import CoverInputs, PersonalizedConfig, PersonalizedRewardModel
 from icg_rec.rewards.relevance import RelevanceModel, RelevanceReward
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -53,7 +53,7 @@ def train(args: argparse.Namespace) -> int:
         if config.cover_tower == "cnn" and pixels is None:
             raise ValueError("the cnn cover tower is for pixel covers (SimWorld); MovieLens uses 'embedding'")
         feats = pixels if config.cover_tower == "cnn" else image
-        covers = CoverFeatures(item_ids, feats, titles=text if args.dataset == "movielens" else None)
+        covers = CoverInputs(item_ids, feats, titles=text if args.dataset == "movielens" else None)
         model = PersonalizedRewardModel(config, image_encoder=encoder, device=args.device)
         model.fit(dataset.interactions, covers, seed=args.seed, progress=True).save(args.out)
     print(f"wrote {args.model} reward model to {args.out}")

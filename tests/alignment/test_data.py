@@ -44,7 +44,7 @@ def test_personalized_user_vectors_are_centred_with_unit_mean_norm_and_refuse_un
     import polars as pl
 
     from icg_rec.errors import UnknownIdError
-    from icg_rec.rewards.personalized import CoverFeatures
+    from icg_rec.rewards.personalized import CoverInputs
 
     users = np.repeat(np.arange(3), 4)
     frame = pl.DataFrame(
@@ -55,7 +55,7 @@ def test_personalized_user_vectors_are_centred_with_unit_mean_norm_and_refuse_un
             "timestamp": np.arange(12),
         }
     )
-    covers = CoverFeatures(
+    covers = CoverInputs(
         np.arange(4), torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)).numpy()
     )
     config = PersonalizedConfig(
@@ -78,14 +78,14 @@ def test_held_out_split_gives_disjoint_test_and_validation_users_and_trains_the_
     import polars as pl
 
     from icg_rec.alignment import held_out_split
-    from icg_rec.rewards.personalized import CoverFeatures
+    from icg_rec.rewards.personalized import CoverInputs
 
     users = np.repeat(np.arange(30), 4)
     frame = pl.DataFrame(
         {"user_id": users, "item_id": np.tile(np.arange(4), 30), "label": (np.arange(120) % 3 == 0) * 1.0,
          "timestamp": np.arange(120)}
     )  # fmt: skip
-    covers = CoverFeatures(
+    covers = CoverInputs(
         np.arange(4), torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)).numpy()
     )
     config = PersonalizedConfig(

@@ -11,7 +11,7 @@ from eval import alignment as ev
 from icg_rec.data.sim import SimConfig, SimWorld
 from icg_rec.encoders.small import ColourGridEncoder
 from icg_rec.rewards.aesthetic import AestheticReward
-from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig
+from icg_rec.rewards.personalized import CoverInputs, PersonalizedConfig
 from icg_rec.rewards.relevance import RelevanceConfig, RelevanceModel, RelevanceReward
 
 
@@ -35,7 +35,7 @@ def tiny_setup(tmp_path_factory, tiny_perception):
     relevance = RelevanceModel(RelevanceConfig(shared_dim=4, epochs=2, batch_size=4))
     relevance.fit(text.encode(titles), grid(world.covers).numpy(), seed=0).freeze()
     config = PersonalizedConfig(cover_tower="cnn", image_size=8, cnn_channels=2, dim=4, epochs=1)
-    covers = CoverFeatures(ids.numpy(), world.covers.numpy())
+    covers = CoverInputs(ids.numpy(), world.covers.numpy())
     model = ev.reward_model(world.dataset.interactions, covers, config, 0, tmp_path_factory.mktemp("r") / "m")
     rewards = {"aesthetic": AestheticReward(), "relevance": RelevanceReward(relevance, text, grid),
                "personalized": model, "judge": OracleReward(world)}  # fmt: skip

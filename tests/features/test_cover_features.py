@@ -160,8 +160,7 @@ def test_bad_inputs_are_refused_by_name():
 
 
 def test_reward_score_equals_the_reward_models_prediction():
-    from icg_rec.rewards.personalized import CoverFeatures as TowerInputs
-    from icg_rec.rewards.personalized import PersonalizedConfig, PersonalizedRewardModel
+    from icg_rec.rewards.personalized import CoverInputs, PersonalizedConfig, PersonalizedRewardModel
 
     rng = np.random.default_rng(0)
     feats = rng.normal(size=(12, 5)).astype(np.float32)
@@ -175,7 +174,7 @@ def test_reward_score_equals_the_reward_models_prediction():
         }
     )
     config = PersonalizedConfig(dim=4, hidden=8, n_tastes=3, epochs=2, batch_size=32, valid_fraction=0.2)
-    model = PersonalizedRewardModel(config).fit(log, TowerInputs(np.arange(12), feats), seed=0)
+    model = PersonalizedRewardModel(config).fit(log, CoverInputs(np.arange(12), feats), seed=0)
 
     # covers of items 0..11: default = the item's own features, cohort 0 = another item's features
     cover_items = np.concatenate([np.arange(12), np.arange(12)])
@@ -200,7 +199,7 @@ def test_reward_score_equals_the_reward_models_prediction():
     shown = np.where(query_cohorts == 0, 11 - query_items, query_items)  # whose features each cover has
     frame = pl.DataFrame({"user_id": np.where(query_users == 77, -1, query_users), "item_id": query_items})
     expected = [
-        model.predict(frame[i], TowerInputs(np.array([query_items[i]]), feats[shown[i]][None]))[0]
+        model.predict(frame[i], CoverInputs(np.array([query_items[i]]), feats[shown[i]][None]))[0]
         for i in range(4)
     ]
     np.testing.assert_allclose(out["item_id_cover_reward"][:, 0].numpy(), expected, rtol=1e-5)

@@ -127,7 +127,7 @@ def load_relevance(folder: Path) -> object:
 
 def save_personalized(folder: Path, version: int = 0) -> None:
     """An embedding-tower reward model on a tiny log (vectors as cover features, no encoder)."""
-    from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig, PersonalizedRewardModel
+    from icg_rec.rewards.personalized import CoverInputs, PersonalizedConfig, PersonalizedRewardModel
 
     rng = np.random.default_rng(40 + version)
     n = 200
@@ -139,7 +139,7 @@ def save_personalized(folder: Path, version: int = 0) -> None:
             "timestamp": 1_700_000_000 + np.arange(n),
         }
     )
-    covers = CoverFeatures(np.arange(12), rng.normal(size=(12, 5)).astype(np.float32))
+    covers = CoverInputs(np.arange(12), rng.normal(size=(12, 5)).astype(np.float32))
     config = PersonalizedConfig(dim=4 + version, hidden=8, epochs=1, batch_size=64)
     PersonalizedRewardModel(config).fit(frame, covers, seed=version).save(folder)
 

@@ -9,7 +9,7 @@ from icg_rec.encoders import EfficientNetLite0Encoder
 from icg_rec.encoders.base import read_pixels
 from icg_rec.errors import SchemaError
 from icg_rec.rewards.base import GENERIC_USER
-from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig, PersonalizedRewardModel
+from icg_rec.rewards.personalized import CoverInputs, PersonalizedConfig, PersonalizedRewardModel
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_cli_score_equals_predict_on_the_same_rows(cover_files, tower, tmp_path)
     else:
         images = encoder.encode(paths)  # (24, 1280)
         config = PersonalizedConfig(dim=8, hidden=16, epochs=2, batch_size=64)
-    covers = CoverFeatures(np.arange(24), images)
+    covers = CoverInputs(np.arange(24), images)
     model = PersonalizedRewardModel(config, image_encoder=encoder).fit(frame, covers, seed=0)
     model.save(tmp_path / "model")
     out = tmp_path / "scores.parquet"

@@ -6,7 +6,7 @@ import torch
 
 from icg_rec.device import DeviceError
 from icg_rec.rewards.base import RewardInputs
-from icg_rec.rewards.personalized import CoverFeatures, PersonalizedConfig, PersonalizedRewardModel
+from icg_rec.rewards.personalized import CoverInputs, PersonalizedConfig, PersonalizedRewardModel
 from icg_rec.rewards.relevance import RelevanceConfig, RelevanceModel, RelevanceReward
 
 CNN = PersonalizedConfig(cover_tower="cnn", image_size=8, cnn_channels=4, dim=8, epochs=2, batch_size=64)
@@ -15,7 +15,7 @@ no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this host has CU
 
 def test_personalized_on_explicit_cpu_equals_the_default(taste_log, tmp_path):
     frame, covers = taste_log
-    features = CoverFeatures(np.arange(24), covers.numpy())
+    features = CoverInputs(np.arange(24), covers.numpy())
     default = PersonalizedRewardModel(CNN).fit(frame, features, seed=0)
     cpu = PersonalizedRewardModel(CNN, device="cpu").fit(frame, features, seed=0)
     np.testing.assert_array_equal(cpu.predict(frame, features), default.predict(frame, features))
@@ -26,7 +26,7 @@ def test_personalized_on_explicit_cpu_equals_the_default(taste_log, tmp_path):
 
 def test_personalized_refuses_covers_on_another_device(taste_log):
     frame, covers = taste_log
-    model = PersonalizedRewardModel(CNN).fit(frame, CoverFeatures(np.arange(24), covers.numpy()), seed=0)
+    model = PersonalizedRewardModel(CNN).fit(frame, CoverInputs(np.arange(24), covers.numpy()), seed=0)
     elsewhere = torch.empty(2, 3, 8, 8, device="meta")
     with pytest.raises(DeviceError, match="covers are on meta but this personalized reward computes on cpu"):
         model(RewardInputs(images=elsewhere, user_ids=torch.tensor([0, 1])))
@@ -35,7 +35,7 @@ def test_personalized_refuses_covers_on_another_device(taste_log):
 @no_cuda
 def test_personalized_on_a_missing_device_fails_at_fit_and_load(taste_log, tmp_path):
     frame, covers = taste_log
-    features = CoverFeatures(np.arange(24), covers.numpy())
+    features = CoverInputs(np.arange(24), covers.numpy())
     with pytest.raises(DeviceError, match="CUDA is not available"):
         PersonalizedRewardModel(CNN, device="cuda").fit(frame, features)
     folder = PersonalizedRewardModel(CNN).fit(frame, features).save(tmp_path / "m")

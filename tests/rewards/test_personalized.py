@@ -11,7 +11,7 @@ from icg_rec.io import write_folder
 from icg_rec.metrics import auc
 from icg_rec.rewards.base import RewardInputs
 from icg_rec.rewards.personalized import (
-    CoverFeatures,
+    CoverInputs,
     PersonalizedConfig,
     PersonalizedRewardModel,
     colour_statistics,
@@ -34,7 +34,7 @@ EMB = PersonalizedConfig(dim=8, hidden=16, epochs=15, batch_size=64, lr=1e-2, va
 @pytest.fixture(scope="module")
 def cnn_model(taste_log):
     frame, covers = taste_log
-    return PersonalizedRewardModel(CNN).fit(frame, CoverFeatures(np.arange(24), covers.numpy()), seed=0)
+    return PersonalizedRewardModel(CNN).fit(frame, CoverInputs(np.arange(24), covers.numpy()), seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def emb_model(taste_log, tiny_image_encoder):
     with torch.no_grad():
         feats = tiny_image_encoder(covers).numpy()
     model = PersonalizedRewardModel(EMB, image_encoder=tiny_image_encoder)
-    return model.fit(frame, CoverFeatures(np.arange(24), feats), seed=0)
+    return model.fit(frame, CoverInputs(np.arange(24), feats), seed=0)
 
 
 def test_learns_each_users_colour_taste(cnn_model, taste_log):
@@ -80,7 +80,7 @@ def test_unknown_user_raises_unless_generic(cnn_model, taste_log):
         cnn_model(RewardInputs(images=covers[:2], user_ids=torch.tensor([0, 99])))
     with pytest.raises(UnknownIdError, match="99"):
         cnn_model.predict(
-            pl.DataFrame({"user_id": [99], "item_id": [0]}), CoverFeatures(np.arange(24), covers.numpy())
+            pl.DataFrame({"user_id": [99], "item_id": [0]}), CoverInputs(np.arange(24), covers.numpy())
         )
 
 
@@ -100,13 +100,13 @@ def test_embedding_tower_needs_an_encoder_to_score_pixels(emb_model, taste_log):
 
 def test_bad_inputs_to_fit(taste_log):
     frame, covers = taste_log
-    good = CoverFeatures(np.arange(24), covers.numpy())
+    good = CoverInputs(np.arange(24), covers.numpy())
     with pytest.raises(SchemaError, match="timestamp"):
         PersonalizedRewardModel(CNN).fit(frame.drop("timestamp"), good)
     with pytest.raises(UnknownIdError, match="no cover features"):
-        PersonalizedRewardModel(CNN).fit(frame, CoverFeatures(np.arange(20), covers[:20].numpy()))
+        PersonalizedRewardModel(CNN).fit(frame, CoverInputs(np.arange(20), covers[:20].numpy()))
     with pytest.raises(SchemaError, match=r"\(n, 3, 8, 8\)"):
-        PersonalizedRewardModel(CNN).fit(frame, CoverFeatures(np.arange(24), covers[:, :, :4, :4].numpy()))
+        PersonalizedRewardModel(CNN).fit(frame, CoverInputs(np.arange(24), covers[:, :, :4, :4].numpy()))
     with pytest.raises(ValueError, match="cover_tower"):
         PersonalizedRewardModel(PersonalizedConfig(cover_tower="vit")).fit(frame, good)
     with pytest.raises(ValueError, match="not fitted"):
@@ -119,7 +119,7 @@ def test_a_log_with_the_reserved_generic_user_id_is_refused(taste_log):
         pl.when(pl.col("user_id") == 3).then(-1).otherwise("user_id").alias("user_id")
     )
     with pytest.raises(SchemaError, match=r"16 row\(s\) of user_id -1, the id reserved for the generic user"):
-        PersonalizedRewardModel(CNN).fit(with_minus_one, CoverFeatures(np.arange(24), covers.numpy()))
+        PersonalizedRewardModel(CNN).fit(with_minus_one, CoverInputs(np.arange(24), covers.numpy()))
 
 
 def test_freeze_stops_gradients_into_the_model_but_not_into_the_pixels(cnn_model, taste_log):
@@ -149,7 +149,7 @@ def test_save_load_round_trip(emb_model, taste_log, tiny_image_encoder, tmp_path
     )
     torch.testing.assert_close(loaded(inputs), emb_model(inputs), rtol=0, atol=0)
     with torch.no_grad():
-        feats = CoverFeatures(np.arange(24), tiny_image_encoder(covers).numpy())
+        feats = CoverInputs(np.arange(24), tiny_image_encoder(covers).numpy())
     np.testing.assert_array_equal(loaded.predict(frame, feats), emb_model.predict(frame, feats))
 
 
@@ -166,7 +166,7 @@ def test_load_refuses_another_encoder_and_broken_files(emb_model, tiny_image_enc
 
 def test_same_seed_same_numbers(taste_log):
     frame, covers = taste_log
-    feats = CoverFeatures(np.arange(24), covers.numpy())
+    feats = CoverInputs(np.arange(24), covers.numpy())
     cfg = PersonalizedConfig(cover_tower="cnn", image_size=8, cnn_channels=4, dim=4, epochs=2, batch_size=128)
     a = PersonalizedRewardModel(cfg).fit(frame, feats, seed=3).predict(frame, feats)
     b = PersonalizedRewardModel(cfg).fit(frame, feats, seed=3).predict(frame, feats)
@@ -205,7 +205,7 @@ def test_a_users_history_moves_their_taste_toward_what_they_clicked(emb_model):
 
 def test_calibrated_probabilities_match_the_click_rate(cnn_model, taste_log):
     frame, covers = taste_log
-    p = cnn_model.predict(frame, CoverFeatures(np.arange(24), covers.numpy()))
+    p = cnn_model.predict(frame, CoverInputs(np.arange(24), covers.numpy()))
     assert p.dtype == np.float64 and ((p > 0) & (p < 1)).all()
     assert abs(p.mean() - frame["label"].mean()) < 0.05
 
@@ -233,7 +233,7 @@ def test_colour_statistics_have_finite_gradients_on_grey_pixels():
 
 def test_colour_bins_zero_drops_the_colour_statistics(taste_log):
     frame, covers = taste_log
-    feats = CoverFeatures(np.arange(24), covers.numpy())
+    feats = CoverInputs(np.arange(24), covers.numpy())
     plain = PersonalizedRewardModel(PersonalizedConfig(**{**CNN.__dict__, "colour_bins": 0, "epochs": 1}))
     keys = set(plain.fit(frame, feats, seed=0).net_.state_dict())
     assert not any(k.startswith("tower.stats_norm") for k in keys)
@@ -245,14 +245,14 @@ def test_negative_colour_bins_raise(taste_log):
     frame, covers = taste_log
     with pytest.raises(ValueError, match="colour_bins must be >= 0, got -1"):
         PersonalizedRewardModel(PersonalizedConfig(**{**CNN.__dict__, "colour_bins": -1})).fit(
-            frame, CoverFeatures(np.arange(24), covers.numpy())
+            frame, CoverInputs(np.arange(24), covers.numpy())
         )
 
 
 def test_checkpoints_without_colour_bins_load_as_before(taste_log, tmp_path):
     """Checkpoints written before `colour_bins` existed hold a cnn tower without colour statistics."""
     frame, covers = taste_log
-    feats = CoverFeatures(np.arange(24), covers.numpy())
+    feats = CoverInputs(np.arange(24), covers.numpy())
     old = PersonalizedRewardModel(PersonalizedConfig(**{**CNN.__dict__, "colour_bins": 0, "epochs": 1}))
     old.fit(frame, feats, seed=0).save(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "config.json").read_text())

@@ -19,13 +19,13 @@ rows from the other folds), so no row sees its own label; `training` keeps those
 incrementally, so a training step costs in proportion to its batch. Prediction uses the history of every row given
 to fit, which lies strictly before the rows being predicted under a temporal split.
 
-Files: `config` (PersonalizedConfig, CoverFeatures), `colour` (the fixed colour descriptor), `net` (towers
+Files: `config` (PersonalizedConfig, CoverInputs), `colour` (the fixed colour descriptor), `net` (towers
 and the network), `training` (the training loop, bias initialisation, Platt scaling), `model` (the
 estimator: fit, predict, the Reward call, save / load).
 """
 
 from icg_rec.rewards.personalized.colour import colour_statistics
-from icg_rec.rewards.personalized.config import CoverFeatures, PersonalizedConfig
+from icg_rec.rewards.personalized.config import CoverInputs, PersonalizedConfig
 from icg_rec.rewards.personalized.model import PersonalizedRewardModel
 
-__all__ = ["CoverFeatures", "PersonalizedConfig", "PersonalizedRewardModel", "colour_statistics"]
+__all__ = ["CoverInputs", "PersonalizedConfig", "PersonalizedRewardModel", "colour_statistics"]

@@ -32,8 +32,8 @@ class PersonalizedConfig:
 
 
 @dataclass
-class CoverFeatures:
-    """What the cover tower reads for a set of items."""
+class CoverInputs:
+    """What the reward model's cover tower reads for a set of items (not the TorchRec `icg_rec.features.CoverFeatures`)."""
 
     item_ids: np.ndarray  # (n,) int64
     images: np.ndarray  # (n, d) frozen image-encoder features ("embedding") or (n, 3, S, S) pixels ("cnn")

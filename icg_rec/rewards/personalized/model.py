@@ -12,7 +12,7 @@ from icg_rec.device import DeviceError, resolve_device
 from icg_rec.errors import CheckpointError, SchemaError, UnknownIdError
 from icg_rec.io import load_weights, read_json, save_weights, verify_folder, write_folder, write_json
 from icg_rec.rewards.base import GENERIC_USER, RewardInputs
-from icg_rec.rewards.personalized.config import TOWERS, CoverFeatures, PersonalizedConfig
+from icg_rec.rewards.personalized.config import TOWERS, CoverInputs, PersonalizedConfig
 from icg_rec.rewards.personalized.net import PersonalizedNet
 from icg_rec.rewards.personalized.training import (
     fit_platt,
@@ -60,7 +60,7 @@ class PersonalizedRewardModel:
 
     # ------------------------------------------------------------------ fit
     def fit(
-        self, interactions: pl.DataFrame, covers: CoverFeatures, seed: int = 0, progress: bool = False
+        self, interactions: pl.DataFrame, covers: CoverInputs, seed: int = 0, progress: bool = False
     ) -> "PersonalizedRewardModel":
         """Trains on impressions, keeping the epoch with the best log loss on each user's latest rows.
 
@@ -126,7 +126,7 @@ class PersonalizedRewardModel:
         )
 
     # ------------------------------------------------------------------ predict
-    def predict(self, frame: pl.DataFrame, covers: CoverFeatures) -> np.ndarray:
+    def predict(self, frame: pl.DataFrame, covers: CoverInputs) -> np.ndarray:
         """Calibrated p(click) for each (user_id, item_id) row; user_id `GENERIC_USER` is the generic user.
 
         Args:
@@ -299,7 +299,7 @@ class PersonalizedRewardModel:
     def _check_fitted(self) -> None:
         check_fitted(self, "net_")
 
-    def _check_covers(self, covers: CoverFeatures) -> None:
+    def _check_covers(self, covers: CoverInputs) -> None:
         images = np.asarray(covers.images)
         n = len(covers.item_ids)
         want = 2 if self.config.cover_tower == "embedding" else 4
