@@ -10,55 +10,11 @@ import pytest
 from PIL import Image
 
 from icg_rec.cli import main
-from icg_rec.data.toy import write_toy_catalogue
 from icg_rec.errors import CheckpointError
 from icg_rec.pipeline import run as run_module
 from icg_rec.pipeline.config import RunConfig
 from icg_rec.pipeline.presets import PRESETS, preset
 from icg_rec.pipeline.run import STAGES, run_one, run_pipeline
-
-# the tiny preset cut further: every stage runs, in seconds (warm-up still longer than the CPU probe)
-MICRO = """
-[rewards]
-n_boot = 20
-[rewards.personalized]
-epochs = 1
-[rewards.relevance]
-epochs = 2
-[warmup.trainer]
-steps = 5
-batch_size = 4
-sample_items = 2
-[align.draft]
-steps = 2
-batch_size = 2
-num_inference_steps = 2
-grad_steps = 1
-sample_pairs = 2
-[cohorts]
-n_cohorts = 2
-[refresh]
-num_inference_steps = 2
-[lift.cover_arms]
-n_folds = 2
-[lift.cover_arms.lift]
-seeds = [0]
-n_boot = 20
-"""
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("micro")
-    (folder / "micro.toml").write_text(MICRO)
-    items, log = write_toy_catalogue(folder / "data", n_items=12, n_users=30, n_impressions=600)
-    return folder, items, log, preset("tiny").with_toml(folder / "micro.toml")
-
-
-@pytest.fixture(scope="module")
-def micro_run(micro):
-    folder, items, log, config = micro
-    return folder / "run", run_pipeline(items, log, folder / "run", config)
 
 
 def test_a_run_writes_every_stage_and_the_promised_keys(micro, micro_run):
