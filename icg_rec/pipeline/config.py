@@ -19,7 +19,7 @@ from icg_rec.cohorts.clustering import CohortConfig
 from icg_rec.errors import CheckpointError
 from icg_rec.experiment.plan import ABPlanConfig
 from icg_rec.ope.stage import OPEStageConfig
-from icg_rec.pipeline.align import AlignStageConfig
+from icg_rec.pipeline.align import AlignStageConfig, check_constraints
 from icg_rec.pipeline.encode import EncodeConfig
 from icg_rec.pipeline.lift import LiftStageConfig
 from icg_rec.pipeline.prepare import PrepareConfig
@@ -54,10 +54,21 @@ class RunConfig:
     ab: ABPlanConfig = field(default_factory=ABPlanConfig)  # the A/B plan
 
     def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Refuses settings that cannot run together, before any stage runs (the runner calls it again
+        after a config was changed in Python).
+
+        Raises:
+            ValueError: an unknown device or dtype, or an alignment floor on a reward the run does not
+                weight (see `check_constraints`).
+        """
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        check_constraints(self.align, self.rewards.weights)
 
     def stage(self, name: str) -> Any:
         """The config of stage `name` with every `seed` field in it set to the run's seed."""
@@ -83,7 +94,7 @@ class RunConfig:
         if nested := _nested_seeds(values):
             raise CheckpointError(f"{source} sets {nested}: set the run's seed once, at the top level")
         config = override(self, values, source=source)
-        config.__post_init__()
+        config.check()
         return config
 
 

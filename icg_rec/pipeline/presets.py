@@ -51,7 +51,9 @@ def _tiny(config: RunConfig) -> RunConfig:
         grad_steps=1,
         checkpoint_every=8,
         sample_pairs=4,
+        validate_every=8,
     )
+    config.align.held_out_users, config.align.held_out_items = 8, 2  # 16 validation pairs
     config.cohorts = replace(config.cohorts, n_cohorts=4)
     config.refresh = replace(config.refresh, num_inference_steps=4)
     config.lift.cover_arms = replace(

@@ -1,4 +1,5 @@
-"""report.md of a run: stage times, reward metrics vs baselines, contact sheets, lift, A/B spec."""
+"""report.md of a run: stage times, reward metrics vs baselines, the kept alignment, contact sheets, lift,
+A/B spec."""
 
 from pathlib import Path
 
@@ -34,6 +35,8 @@ def write_report(out: Path, summary: dict) -> str:
         ]
     if rewards := summary.get("rewards"):
         lines += _rewards(rewards)
+    if aligned := summary.get("align"):
+        lines += _aligned(aligned)
     if covers := summary.get("covers"):
         lines += [
             "",
@@ -96,4 +99,29 @@ def _rewards(rewards: dict) -> list[str]:
             f"| {name} | {m['auc']:.4f} | {m['gauc']:.4f} | {m['logloss']:.4f} | "
             f"{d['delta']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] |"
         )
+    return lines
+
+
+def _aligned(aligned: dict) -> list[str]:
+    objective = aligned["objective"]
+    kept = (
+        f"the best {objective} reward among the validations meeting every floor"
+        if aligned["keep"] == "best"
+        else 'the last state (keep = "last")'
+    )
+    warmup = "" if aligned["kept_step"] else " Step 0 is the warm-up itself."
+    lines = [
+        "",
+        "## Alignment (held-out users)",
+        "",
+        f"DRaFT kept step {aligned['kept_step']} of {aligned['steps']}: {kept}, on {aligned['pairs']} "
+        f"held-out (item, user) pairs.{warmup} Every validation: `align/tradeoff.md`.",
+        "",
+        "| reward | warm-up | kept | kept / warm-up | floor |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in aligned["rewards"].items():
+        share = "n/a (warm-up <= 0)" if row["share"] is None else f"{row['share']:.3f}"
+        floor = aligned["floors"].get(name, "")
+        lines.append(f"| {name} | {row['warmup']:.4f} | {row['kept']:.4f} | {share} | {floor} |")
     return lines

@@ -2,8 +2,10 @@
 
 RUN/config.toml        the resolved RunConfig (written by the first command, read by the later ones)
 RUN/<stage>/           one folder per stage, with stage.json when it finished
-RUN/run.json           stages (name -> seconds, status), rewards, covers, lift, ab (+ ope when run)
-RUN/report.md          stage times, reward metrics, contact sheets, lift table and plots, A/B spec
+RUN/run.json           stages (name -> seconds, status), rewards, covers, lift, ab (+ ope when run, + align
+                       when DRaFT validated on held-out users: the kept step and rewards vs warm-up)
+RUN/report.md          stage times, reward metrics, the kept alignment, contact sheets, lift table and
+                       plots, A/B spec
 """
 
 import functools
@@ -87,6 +89,7 @@ def run_pipeline(
     """
     out = Path(out)
     config = config or RunConfig()
+    config.check()
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / CONFIG_FILE, lambda tmp: tmp.write_text(config.to_toml()))
     outputs: dict[str, Any] = {"sources": Sources.read(items, interactions, columns)}
@@ -117,6 +120,7 @@ def run_one(
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r}; stages: {list(STAGES)}")
     if config is not None:
+        config.check()
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / CONFIG_FILE, lambda tmp: tmp.write_text(config.to_toml()))
     config = read_config(out)
@@ -166,7 +170,7 @@ def write_run(out: Path, statuses: dict[str, dict]) -> dict:
 
 
 def run_summary(out: Path, statuses: dict[str, dict]) -> dict:
-    """What run.json holds: stages, rewards, covers, lift and ab (+ ope), from each finished stage."""
+    """What run.json holds: stages, rewards, covers, lift and ab (+ ope, align), from each finished stage."""
     done = {name for name in SPECS if (out / name / STAGE_FILE).is_file()}
     if statuses.get("ope", {}).get("status") == SKIPPED:
         done.discard("ope")  # an older run's report is not this log's
@@ -175,6 +179,8 @@ def run_summary(out: Path, statuses: dict[str, dict]) -> dict:
         summary["data"] = Prepared(out / "prepare").summary()
     if "rewards" in done:
         summary["rewards"] = Rewards(out / "rewards").metrics()
+    if "align" in done and (aligned := Aligned(out / "align").summary()) is not None:
+        summary["align"] = aligned
     if "refresh" in done:
         covers = Refreshed(out / "refresh").summary()
         summary["covers"] = {key: covers[key] for key in ("items", "cohorts", "generated", "cached")}

@@ -25,7 +25,7 @@ def test_a_run_writes_every_stage_and_the_promised_keys(micro, micro_run):
         "ope": "skipped",
     }
     assert summary["stages"]["ope"]["reason"].startswith("the interactions log has no cover_id / propensity")
-    assert set(summary) == {"stages", "data", "rewards", "covers", "lift", "ab"}
+    assert set(summary) == {"stages", "data", "rewards", "align", "covers", "lift", "ab"}
     assert summary["covers"] == {"items": 12, "cohorts": 2, "generated": 12 * 3, "cached": 0}
     assert set(summary["lift"]) == {"no_cover", "original_cover", "personalized_cover"}
     assert all(set(arm) == {"auc", "auc_delta", "ci95"} for arm in summary["lift"].values())
@@ -56,9 +56,10 @@ def test_a_standalone_refresh_of_the_aligned_pipeline_makes_the_refresh_stages_c
     stage = pl.read_parquet(out / "refresh" / "manifest.parquet").sort("item_id", "cohort_id")
     assert made["key"].to_list() == stage["key"].to_list()
     for ours, theirs in zip(made["path"], stage["path"], strict=True):
-        # the stage reads the references as the encode stage's resized pixels, the command from the files
+        # the stage reads the references as the encode stage's resized pixels, the command from the files:
+        # the generator carries that rounding through (up to 2 levels on one item's covers here)
         cli, staged = (np.asarray(Image.open(path), dtype=np.int16) for path in (ours, theirs))
-        assert np.abs(cli - staged).max() <= 1
+        assert np.abs(cli - staged).max() <= 2
 
 
 def test_a_rerun_is_up_to_date_without_running_a_body(micro, micro_run, monkeypatch):
