@@ -257,6 +257,7 @@ def worker(args: argparse.Namespace) -> None:
         result["wide_cpu"] = float(np.median(t["wide_cpu"] / t["plain_cpu"])) - 1.0
         result |= {"load_s": load_s, "peak_mb": [float(p) for p in peaks], "shard_shape": list(shard.shape)}
         print("DMP " + json.dumps(result))
+    dist.barrier()  # no rank tears gloo down while a peer still works: a vanished peer aborts it
     dist.destroy_process_group()
 
 

@@ -109,6 +109,7 @@ def worker(args: argparse.Namespace) -> None:
     seconds = timed_steps(cover, frame, args.steps, args.batch_size, args.seed)
     if dist.get_rank() == 0:
         print(f"dmp_seconds={seconds}")
+    dist.barrier()  # no rank tears gloo down while a peer still works: a vanished peer aborts it
     dist.destroy_process_group()
 
 

@@ -150,6 +150,7 @@ def main() -> None:
         )
         print(f"test AUC without covers {auc(labels, a):.4f}, with covers {auc(labels, b):.4f}")
         print(f"auc_delta={delta.delta:+.4f} ci95=[{delta.ci95[0]:+.4f}, {delta.ci95[1]:+.4f}]")
+    dist.barrier()  # no rank tears gloo down while a peer still works: a vanished peer aborts it
     dist.destroy_process_group()
 
 

@@ -170,6 +170,7 @@ def main(sharding: str, out_path: str) -> None:
     if rank == 0:
         with open(out_path, "w") as f:
             json.dump(report, f)
+    dist.barrier()  # no rank tears gloo down while a peer still works: a vanished peer aborts it
     dist.destroy_process_group()
 
 
