@@ -39,10 +39,8 @@ def covers(argv: list[str]) -> int:
     from icg_rec.pipeline.lift import lift as lift_stage
 
     args.out.mkdir(parents=True, exist_ok=True)
-    upstream = [
-        finished(name, args.covers) for name in ("prepare", "encode", "rewards", "cohorts", "refresh")
-    ]
-    lift_stage(config, *upstream, args.out)
+    stages = ("prepare", "encode", "rewards", "cohorts", "refresh")
+    lift_stage(config, *[finished(name, args.covers) for name in stages], args.out)
     summary = read_json(args.out / "lift.json")  # OUT is no stage folder: no stage.json to verify against
     for name, t in summary["lift"].items():
         print(f"{name}: AUC {summary['arms'][name]['auc']:.4f}, delta {t['auc_delta']:+.4f} "
