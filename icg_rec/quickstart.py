@@ -11,7 +11,6 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from icg_rec.cohorts.cache import CoverCache
 from icg_rec.cohorts.refresh import GENERIC_COHORT
 from icg_rec.data.sim import SimConfig, SimWorld
 from icg_rec.data.sim.export import write_world
@@ -83,18 +82,18 @@ def judge(world: SimWorld, test: pl.DataFrame, cohorts: Cohorts, refreshed: Refr
     Returns:
         original, generic, aligned_personalized, personalized_vs_generic, personalized_vs_original.
     """
-    manifest = refreshed.manifest()
-    cache = CoverCache(refreshed.path("covers"))
+    covers = refreshed.covers(generic=True)  # every cover read and checked once, not once per test row
+    keys = zip(covers.item_ids.tolist(), covers.cohort_ids.tolist(), strict=True)
+    row_of = {key: r for r, key in enumerate(keys)}  # (item_id, cohort_id) -> row of covers.images
     users, item_ids = test["user_id"].to_torch(), test["item_id"].to_torch()
     user_cohort = cohorts.cohorts().cohort_of(users.numpy())
-    key_of = {(i, c): k for i, c, k in manifest.select("item_id", "cohort_id", "key").iter_rows()}
     items, own = item_ids.tolist(), user_cohort.tolist()
+    generic = torch.tensor([row_of[(i, GENERIC_COHORT)] for i in items])  # (n,) rows of covers.images
+    personal = torch.tensor([row_of[(i, c)] for i, c in zip(items, own, strict=True)])  # (n,)
     kinds = {
         "original": world.covers[item_ids],
-        "generic": torch.stack([cache.get(key_of[(i, GENERIC_COHORT)]) for i in items]),
-        "aligned_personalized": torch.stack(
-            [cache.get(key_of[(i, c)]) for i, c in zip(items, own, strict=True)]
-        ),
+        "generic": covers.images[generic],
+        "aligned_personalized": covers.images[personal],
     }
     with torch.no_grad():
         result = {

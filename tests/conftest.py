@@ -1,6 +1,7 @@
 """Shared fixtures. Tests never touch the network, and find research data through ICG_REC_DATA_DIR."""
 
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -51,3 +52,10 @@ class TinyTextEncoder:
 def tiny_perception():
     """The tiny perception classes (image, text): instantiate them where a model needs encoders."""
     return TinyImageEncoder, TinyTextEncoder
+
+
+@pytest.fixture(scope="session")
+def torchrun() -> list[str]:
+    """torch's launcher for 2 local processes on a rendezvous port of its choosing: append a script (or
+    `-m module`) and its arguments."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]

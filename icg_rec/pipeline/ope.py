@@ -45,8 +45,7 @@ def ope(
     from icg_rec.ope.stage import ope_stage
 
     tensors = encoded.tensors()
-    refreshed.path("manifest.parquet")
-    refreshed.path("covers")
-    candidates = candidates_from_refresh(tensors["item_ids"].numpy(), tensors["pixels"], refreshed.folder)
+    manifest = refreshed.path("manifest.parquet")  # the stage's own; each cover is checked against it
+    candidates = candidates_from_refresh(tensors["item_ids"].numpy(), tensors["pixels"], manifest.parent)
     reward = rewards.personalized(encoded.image_encoder().to(device), device)
     return ope_stage(config, prepared.test(), candidates, folder, cohorts.user_cohorts(), reward)

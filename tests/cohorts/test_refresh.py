@@ -154,10 +154,11 @@ def _script(tmp_path: Path, delay: float, batch_size: int) -> Path:
     return script
 
 
-def test_two_processes_under_torchrun_generate_each_cover_once(tmp_path):
+def test_two_processes_under_torchrun_generate_each_cover_once(tmp_path, torchrun):
     make_items(tmp_path / "img")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    run = subprocess.run([*cmd, str(_script(tmp_path, 0.0, 4))], timeout=120, capture_output=True, text=True)
+    run = subprocess.run(
+        [*torchrun, str(_script(tmp_path, 0.0, 4))], timeout=120, capture_output=True, text=True
+    )
     assert run.returncode == 0 and "terminate called" not in run.stderr, run.stderr
     made = [line for r in range(2) for line in (tmp_path / f"made.{r}").read_text().splitlines()]
     manifest = pl.read_parquet(tmp_path / "out" / "manifest.parquet")

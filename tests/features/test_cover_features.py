@@ -1,9 +1,6 @@
 import json
 import os
-import shutil
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -228,28 +225,10 @@ def test_from_refresh_embeds_every_cover_of_the_manifest(tmp_path):
         CoverFeatures.from_refresh(tmp_path / "covers", encoder)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.parametrize("sharding", ["table_wise", "column_wise"])
-def test_dmp_sharded_cover_table_matches_unsharded(tmp_path, sharding):
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-    if torchrun is None:
-        pytest.skip("torchrun is not installed beside the Python interpreter")
+def test_dmp_sharded_cover_table_matches_unsharded(tmp_path, sharding, torchrun):
     worker = Path(__file__).with_name("cover_dmp_worker.py")
-    command = [
-        torchrun,
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-    ]
-    command += [str(worker), sharding, str(tmp_path / "report.json")]
+    command = [*torchrun, str(worker), sharding, str(tmp_path / "report.json")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
     done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

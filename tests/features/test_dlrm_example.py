@@ -1,20 +1,9 @@
 import os
 import re
-import shutil
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
 EXAMPLE = Path(__file__).parents[2] / "examples" / "add_cover_features_to_dlrm.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_adding_covers_to_torchrecs_dlrm_takes_at_most_ten_lines():
@@ -22,20 +11,9 @@ def test_adding_covers_to_torchrecs_dlrm_takes_at_most_ten_lines():
     assert 0 < len(marked) <= 10, marked
 
 
-def test_the_example_trains_under_torchrun_and_shows_the_lift_with_its_ci():
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-    if torchrun is None:
-        pytest.skip("torchrun is not installed beside the Python interpreter")
-    command = [
-        torchrun,
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-    ]
-    command += [str(EXAMPLE), "--users", "800", "--items", "150", "--impressions", "30", "--epochs", "2"]
+def test_the_example_trains_under_torchrun_and_shows_the_lift_with_its_ci(torchrun):
+    arguments = ["--users", "800", "--items", "150", "--impressions", "30", "--epochs", "2"]
+    command = [*torchrun, str(EXAMPLE), *arguments]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(EXAMPLE.parents[1])}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

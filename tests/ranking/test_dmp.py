@@ -1,8 +1,5 @@
 import os
-import shutil
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,23 +16,14 @@ CONFIG = TorchRecConfig(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _toml(value) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return f'"{value}"' if isinstance(value, str) else str(value)
 
 
-def _data(tmp_path: Path) -> tuple[pl.DataFrame, CoverEmbeddingStore, list[str]]:
+def _data(tmp_path: Path, torchrun: list[str]) -> tuple[pl.DataFrame, CoverEmbeddingStore, list[str]]:
     """A small log and cover store written to tmp_path, and the torchrun command that fits on them."""
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-    if torchrun is None:
-        pytest.skip("torchrun is not installed beside the Python interpreter")
     rng = np.random.default_rng(0)
     n = 245  # the last global batch (45 rows) splits unevenly, 23 / 22
     users, items = rng.integers(0, 15, n), rng.integers(0, 25, n)
@@ -48,9 +36,7 @@ def _data(tmp_path: Path) -> tuple[pl.DataFrame, CoverEmbeddingStore, list[str]]
     fields = "\n".join(f"{k} = {_toml(v)}" for k, v in vars(CONFIG).items())
     (tmp_path / "config.toml").write_text(fields + "\n")
     command = [
-        torchrun,
-        "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-        "-m", "icg_rec.cli", "ranker", "fit",
+        *torchrun, "-m", "icg_rec.cli", "ranker", "fit",
         "--train", str(tmp_path / "train.parquet"), "--sparse", "user_id", "item_id", "--dense", "x",
         "--config", str(tmp_path / "config.toml"), "--cover-store", str(tmp_path / "store"),
         "--out", str(tmp_path / "dmp"), "--seed", "3",
@@ -64,8 +50,8 @@ def _run(command: list[str]) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def test_two_process_dmp_matches_single_process(tmp_path):
-    frame, store, command = _data(tmp_path)
+def test_two_process_dmp_matches_single_process(tmp_path, torchrun):
+    frame, store, command = _data(tmp_path, torchrun)
     _run(command)
     spec = FeatureSpec(sparse=["user_id", "item_id"], dense=["x"])
     single = TorchRecRanker(CONFIG, cover_store=store).fit(frame, spec, seed=3)
@@ -79,8 +65,8 @@ def test_two_process_dmp_matches_single_process(tmp_path):
     assert np.abs(other_seed - single.predict(frame)).max() > 1e-2  # the tolerance above is meaningful
 
 
-def test_two_process_streaming_matches_single_process_streaming(tmp_path):
-    frame, store, command = _data(tmp_path)
+def test_two_process_streaming_matches_single_process_streaming(tmp_path, torchrun):
+    frame, store, command = _data(tmp_path, torchrun)
     _run([*command, "--stream"])
     spec = FeatureSpec(sparse=["user_id", "item_id"], dense=["x"])
     single = TorchRecRanker(CONFIG, cover_store=store).fit_parquet(
